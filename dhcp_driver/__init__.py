@@ -1,0 +1,1 @@
+"""Host data plane: the DHCP agent, dnsmasq management and the oVirt interface driver."""

@@ -1,0 +1,229 @@
+"""IP and MAC allocation without scanning the subnet.
+
+Each subnet has a cursor over its allocation pools. Never-used addresses are
+handed out in order by advancing the cursor (one UPDATE ... RETURNING, which
+also serialises allocators of one subnet on PostgreSQL); an address taken
+explicitly ahead of the cursor is skipped when the cursor reaches it. Only when
+the pools have no never-used address left are freed addresses reused, least
+recently freed first, because a DHCP server may still hold a freed address's old
+record (DESIGN.md, dnsmasq facts). The ``ip_allocations`` primary key is what
+finally guarantees that no address is allocated twice.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import random
+import time
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ipam.db.schema import allocation_pools, freed_ips, ip_allocations, ports, subnets
+from ipam.exceptions import (
+    InvalidInput,
+    IpAddressAlreadyAllocated,
+    IpAddressGenerationFailure,
+    MacAddressInUse,
+)
+
+Pool = tuple[int, int]  # first and last address, inclusive, as integers
+
+
+def ip_int(ip: str) -> int:
+    return int(ipaddress.IPv4Address(ip))
+
+
+def ip_str(value: int) -> str:
+    return str(ipaddress.IPv4Address(value))
+
+
+# Hot-path statements are built once; executing them only binds parameters.
+_pools_of = (
+    sa.select(allocation_pools.c.first_ip, allocation_pools.c.last_ip)
+    .where(allocation_pools.c.subnet_id == sa.bindparam("sid"))
+    .order_by(allocation_pools.c.first_ip)
+)
+_insert_allocation = sa.insert(ip_allocations)
+_mac_owner = sa.select(ports.c.id).where(
+    ports.c.network_id == sa.bindparam("nid"), ports.c.mac_address == sa.bindparam("mac")
+)
+
+
+def load_pools(conn: Connection, subnet_id: str) -> list[Pool]:
+    return [(r.first_ip, r.last_ip) for r in conn.execute(_pools_of, {"sid": subnet_id})]
+
+
+def offset_to_ip(pools: Sequence[Pool], offset: int) -> int:
+    for first, last in pools:
+        size = last - first + 1
+        if offset < size:
+            return first + offset
+        offset -= size
+    raise IndexError(offset)
+
+
+_advance = (
+    sa.update(subnets)
+    .where(subnets.c.id == sa.bindparam("sid"), subnets.c.fresh_cursor < subnets.c.pool_size)
+    .values(fresh_cursor=subnets.c.fresh_cursor + 1)
+    .returning(subnets.c.fresh_cursor)
+)
+
+_is_taken = sa.union_all(
+    sa.select(sa.literal(1)).where(
+        ip_allocations.c.subnet_id == sa.bindparam("sid"), ip_allocations.c.ip == sa.bindparam("ip")
+    ),
+    sa.select(sa.literal(1)).where(
+        freed_ips.c.subnet_id == sa.bindparam("sid"), freed_ips.c.ip == sa.bindparam("ip")
+    ),
+)
+
+
+def _oldest_freed(dialect: str) -> sa.Select:
+    query = (
+        sa.select(freed_ips.c.ip)
+        .where(freed_ips.c.subnet_id == sa.bindparam("sid"))
+        .order_by(freed_ips.c.freed_at, freed_ips.c.ip)
+        .limit(1)
+    )
+    if dialect == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return query
+
+
+def allocate_any(
+    conn: Connection, subnet_id: str, pools: Sequence[Pool], port_id: str
+) -> int | None:
+    """Allocate one address of the subnet to the port, or None when it is full."""
+    while True:
+        cursor = conn.execute(_advance, {"sid": subnet_id}).scalar()
+        if cursor is None:
+            break
+        ip = offset_to_ip(pools, cursor - 1)
+        if conn.execute(_is_taken, {"sid": subnet_id, "ip": ip}).first() is None:
+            _insert(conn, subnet_id, ip, port_id)
+            return ip
+    ip = conn.execute(_oldest_freed(conn.dialect.name), {"sid": subnet_id}).scalar()
+    if ip is None:
+        return None
+    conn.execute(
+        sa.delete(freed_ips).where(freed_ips.c.subnet_id == subnet_id, freed_ips.c.ip == ip)
+    )
+    _insert(conn, subnet_id, ip, port_id)
+    return ip
+
+
+def allocate_specific(conn: Connection, subnet_id: str, ip: int, port_id: str) -> None:
+    """Allocate the requested address; a concurrent winner shows up as IntegrityError."""
+    owner = conn.execute(
+        sa.select(ip_allocations.c.port_id).where(
+            ip_allocations.c.subnet_id == subnet_id, ip_allocations.c.ip == ip
+        )
+    ).scalar()
+    if owner is not None:
+        raise IpAddressAlreadyAllocated(
+            f"IP address {ip_str(ip)} already allocated in subnet {subnet_id}"
+        )
+    conn.execute(
+        sa.delete(freed_ips).where(freed_ips.c.subnet_id == subnet_id, freed_ips.c.ip == ip)
+    )
+    _insert(conn, subnet_id, ip, port_id)
+
+
+def _insert(conn: Connection, subnet_id: str, ip: int, port_id: str) -> None:
+    conn.execute(_insert_allocation, {"subnet_id": subnet_id, "ip": ip, "port_id": port_id})
+
+
+def release(conn: Connection, port_id: str, keep: set[tuple[str, int]] = frozenset()) -> None:  # type: ignore[assignment]
+    """Move the port's addresses (except those in keep) to the freed list."""
+    rows = conn.execute(
+        sa.select(ip_allocations.c.subnet_id, ip_allocations.c.ip).where(
+            ip_allocations.c.port_id == port_id
+        )
+    ).all()
+    gone = [(r.subnet_id, r.ip) for r in rows if (r.subnet_id, r.ip) not in keep]
+    if not gone:
+        return
+    now = time.time()
+    for subnet_id, ip in gone:
+        conn.execute(
+            sa.delete(ip_allocations).where(
+                ip_allocations.c.subnet_id == subnet_id, ip_allocations.c.ip == ip
+            )
+        )
+    conn.execute(
+        sa.insert(freed_ips), [{"subnet_id": s, "ip": i, "freed_at": now} for s, i in gone]
+    )
+
+
+def generate_mac(conn: Connection, network_id: str, prefix: str, attempts: int = 16) -> str:
+    """A random MAC under the configured prefix that no port of the network has."""
+    for _ in range(attempts):
+        tail = random.getrandbits(24)
+        mac = f"{prefix}:{tail >> 16:02x}:{(tail >> 8) & 0xFF:02x}:{tail & 0xFF:02x}"
+        if not mac_in_use(conn, network_id, mac):
+            return mac
+    raise IpAddressGenerationFailure(f"Could not generate a unique MAC on network {network_id}")
+
+
+def mac_in_use(conn: Connection, network_id: str, mac: str, except_port: str | None = None) -> bool:
+    query = sa.select(ports.c.id).where(
+        ports.c.network_id == network_id, ports.c.mac_address == mac
+    )
+    if except_port:
+        query = query.where(ports.c.id != except_port)
+    return conn.execute(query).first() is not None
+
+
+def check_mac_free(
+    conn: Connection, network_id: str, mac: str, except_port: str | None = None
+) -> None:
+    if mac_in_use(conn, network_id, mac, except_port):
+        raise MacAddressInUse(
+            f"Unable to complete operation for network {network_id}. "
+            f"The mac address {mac} is in use."
+        )
+
+
+def pools_for(
+    cidr: ipaddress.IPv4Network, gateway: ipaddress.IPv4Address | None, given: list[dict] | None
+) -> list[Pool]:
+    """Validated allocation pools: given ones, or the subnet minus network, broadcast, gateway."""
+    first_host, last_host = int(cidr.network_address) + 1, int(cidr.broadcast_address) - 1
+    gw = int(gateway) if gateway is not None else None
+    if given is None:
+        pools: list[Pool] = []
+        if gw is None or not first_host <= gw <= last_host:
+            pools = [(first_host, last_host)]
+        else:
+            if gw > first_host:
+                pools.append((first_host, gw - 1))
+            if gw < last_host:
+                pools.append((gw + 1, last_host))
+        return pools
+    pools = []
+    for pool in given:
+        start, end = pool["start"], pool["end"]
+        first, last = ip_int(start), ip_int(end)
+        if first > last:
+            raise InvalidInput(f"Invalid allocation pool {start}-{end}: start is after end.")
+        if first < first_host or last > last_host:
+            raise InvalidInput(
+                f"The allocation pool {start}-{end} spans beyond the subnet cidr {cidr} "
+                "(network and broadcast addresses are not allocatable)."
+            )
+        if gw is not None and first <= gw <= last:
+            raise InvalidInput(
+                f"Gateway ip {ip_str(gw)} conflicts with allocation pool {start}-{end}."
+            )
+        pools.append((first, last))
+    pools.sort()
+    for (_, last), (first, _) in itertools.pairwise(pools):
+        if first <= last:
+            raise InvalidInput(f"Found overlapping allocation pools in subnet {cidr}.")
+    if not pools:
+        raise InvalidInput("allocation_pools must not be empty.")
+    return pools

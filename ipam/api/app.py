@@ -1,0 +1,56 @@
+"""The engine's REST application: Neutron v2.0 subset plus the token endpoint."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from oslo_config import cfg
+
+from ipam.api import discovery, errors, identity
+from ipam.api.auth import AuthPlugin, NoAuth, StaticTokenAuth
+from ipam.api.middleware import BodyLimitAndAccessLog
+from ipam.api.models import NetworkBody, PortBody, SubnetBody
+from ipam.api.resources import crud_router
+from ipam.store import Store
+
+DESCRIPTION = (
+    "IP address management for oVirt VM networks: the Neutron v2.0 subset that oVirt "
+    "engine's external network provider client and openstacksdk use. Errors come as "
+    '{"NeutronError": {"type", "message", "detail"}}.'
+)
+
+
+def auth_plugin(conf: cfg.ConfigOpts) -> AuthPlugin:
+    if conf.api.auth_strategy == "token":
+        return StaticTokenAuth(conf.api.auth_token, conf.api.auth_username, conf.api.auth_password)
+    return NoAuth()
+
+
+def create_app(
+    store: Store,
+    auth: AuthPlugin | None = None,
+    max_body: int = 1024 * 1024,
+    public_url: str | None = None,
+) -> FastAPI:
+    app = FastAPI(
+        title="ovirt-ipam",
+        version="2.0",
+        description=DESCRIPTION,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.store = store
+    app.state.auth = auth or NoAuth()
+    app.state.public_url = public_url
+    errors.install(app)
+
+    def store_of(request: Request) -> Store:
+        return request.app.state.store
+
+    app.include_router(discovery.router)
+    app.include_router(identity.router)
+    app.include_router(crud_router("networks", "network", NetworkBody, store_of))
+    app.include_router(crud_router("subnets", "subnet", SubnetBody, store_of))
+    app.include_router(crud_router("ports", "port", PortBody, store_of, {"fixed_ips"}))
+    app.add_middleware(BodyLimitAndAccessLog, max_body=max_body)
+    return app

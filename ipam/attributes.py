@@ -1,0 +1,75 @@
+"""Neutron attributes this project accepts and keeps but does not act on.
+
+oVirt engine and openstacksdk send them; refusing them would break those
+clients, acting on them would promise what we do not do. They are stored in
+each row's ``extra`` column and shown with these defaults when never set.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime
+from typing import Any
+
+NETWORK_PASSIVE: dict[str, Any] = {
+    "shared": False,
+    "router:external": False,
+    "port_security_enabled": True,
+    "tags": [],
+    "availability_zone_hints": [],
+    "provider:network_type": None,
+    "provider:physical_network": None,
+    "provider:segmentation_id": None,
+    "dns_domain": "",
+    "qos_policy_id": None,
+    "is_default": False,
+}
+
+SUBNET_PASSIVE: dict[str, Any] = {
+    "tags": [],
+    "ipv6_ra_mode": None,
+    "ipv6_address_mode": None,
+    "subnetpool_id": None,
+    "service_types": [],
+    "segment_id": None,
+    "dns_publish_fixed_ip": False,
+}
+
+PORT_PASSIVE: dict[str, Any] = {
+    "security_groups": [],
+    "port_security_enabled": True,
+    "tags": [],
+    "binding:vnic_type": "normal",
+    "binding:profile": {},
+    "allowed_address_pairs": [],
+    "dns_name": "",
+    "qos_policy_id": None,
+    "propagate_uplink_status": False,
+}
+
+
+def split_passive(attrs: dict[str, Any], passive: dict[str, Any]) -> dict[str, Any]:
+    """Remove the passive attributes from attrs and return them."""
+    return {k: attrs.pop(k) for k in list(attrs) if k in passive}
+
+
+def with_passive(extra: dict[str, Any], passive: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(passive)
+    out.update(extra or {})
+    return out
+
+
+def project_of(attrs: dict[str, Any]) -> str | None:
+    """Neutron accepts tenant_id and project_id as the same thing."""
+    tenant, project = attrs.pop("tenant_id", None), attrs.pop("project_id", None)
+    return project if project is not None else tenant
+
+
+def timestamp() -> str:
+    """Stored with microseconds so that creation order sorts stably."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def shown(stored: str) -> str:
+    """As Neutron shows timestamps: to the second."""
+    return stored[:19] + "Z"

@@ -1,0 +1,53 @@
+"""IP availability per network and subnet (Neutron's network-ip-availabilities)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ipam.db.schema import ip_allocations, networks, subnets
+
+
+def list_(conn: Connection, network_ids: list[str] | None = None) -> list[dict[str, Any]]:
+    used = dict(
+        conn.execute(
+            sa.select(ip_allocations.c.subnet_id, sa.func.count()).group_by(
+                ip_allocations.c.subnet_id
+            )
+        ).all()
+    )
+    net_query = sa.select(networks).order_by(networks.c.created_at, networks.c.id)
+    if network_ids is not None:
+        net_query = net_query.where(networks.c.id.in_(network_ids))
+    out = []
+    for net in conn.execute(net_query).all():
+        subs = conn.execute(
+            sa.select(subnets)
+            .where(subnets.c.network_id == net.id)
+            .order_by(subnets.c.created_at, subnets.c.id)
+        ).all()
+        per_subnet = [
+            {
+                "subnet_id": s.id,
+                "subnet_name": s.name,
+                "cidr": s.cidr,
+                "ip_version": 4,
+                "total_ips": s.pool_size,
+                "used_ips": used.get(s.id, 0),
+            }
+            for s in subs
+        ]
+        out.append(
+            {
+                "network_id": net.id,
+                "network_name": net.name,
+                "tenant_id": net.project_id,
+                "project_id": net.project_id,
+                "total_ips": sum(s["total_ips"] for s in per_subnet),
+                "used_ips": sum(s["used_ips"] for s in per_subnet),
+                "subnet_ip_availability": per_subnet,
+            }
+        )
+    return out

@@ -1,0 +1,182 @@
+"""``ovirt-ipam network|subnet|port create|list|show|set|delete``, over the REST API."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ipam.cli import table
+from ipam.cli.client import ApiError, Client
+
+COLUMNS = {
+    "network": ["id", "name", "vdsm_name", "ha_count", "mtu", "subnets"],
+    "subnet": ["id", "name", "network_id", "cidr", "gateway_ip", "enable_dhcp"],
+    "port": ["id", "name", "network_id", "mac_address", "fixed_ips", "device_owner", "status"],
+}
+PLURAL = {"network": "networks", "subnet": "subnets", "port": "ports"}
+
+
+def _kv(text: str) -> dict[str, str]:
+    """``start=10.0.0.2,end=10.0.0.9`` -> dict; keys with '-' become '_'."""
+    out = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"expected key=value, got {part!r}")
+        out[key.strip().replace("-", "_")] = value.strip()
+    return out
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", help="API URL (env OVIRT_IPAM_URL, default http://127.0.0.1:9696)")
+    p.add_argument("--token", help="X-Auth-Token (env OVIRT_IPAM_TOKEN)")
+    p.add_argument("-f", "--format", choices=["table", "json"], default="table")
+
+
+def _attrs_network(a: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in ("name", "vdsm_name", "ha_count", "mtu", "description"):
+        if getattr(a, key, None) is not None:
+            out[key] = getattr(a, key)
+    if getattr(a, "disable", False):
+        out["admin_state_up"] = False
+    return out
+
+
+def _attrs_subnet(a: argparse.Namespace, client: Client) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if getattr(a, "network", None):
+        out["network_id"] = client.find("networks", "network", a.network)["id"]
+    for key in ("cidr", "name", "description"):
+        if getattr(a, key, None) is not None:
+            out[key] = getattr(a, key)
+    if a.gateway is not None:
+        out["gateway_ip"] = None if a.gateway == "none" else a.gateway
+    if a.allocation_pool:
+        out["allocation_pools"] = a.allocation_pool
+    if a.dns_nameserver:
+        out["dns_nameservers"] = a.dns_nameserver
+    if a.host_route:
+        out["host_routes"] = [
+            {"destination": r["destination"], "nexthop": r.get("gateway") or r.get("nexthop")}
+            for r in a.host_route
+        ]
+    if a.dhcp is not None:
+        out["enable_dhcp"] = a.dhcp
+    return out
+
+
+def _attrs_port(a: argparse.Namespace, client: Client) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if getattr(a, "network", None):
+        out["network_id"] = client.find("networks", "network", a.network)["id"]
+    for key in ("name", "mac_address", "device_id", "device_owner", "description"):
+        if getattr(a, key, None) is not None:
+            out[key] = getattr(a, key)
+    if a.host is not None:
+        out["binding:host_id"] = a.host
+    if a.fixed_ip:
+        fixed = []
+        for spec in a.fixed_ip:
+            entry = {}
+            if "subnet" in spec:
+                entry["subnet_id"] = client.find("subnets", "subnet", spec["subnet"])["id"]
+            if "ip_address" in spec:
+                entry["ip_address"] = spec["ip_address"]
+            fixed.append(entry)
+        out["fixed_ips"] = fixed
+    return out
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    for kind in ("network", "subnet", "port"):
+        kp = sub.add_parser(kind, help=f"manage {PLURAL[kind]} through the REST API")
+        actions = kp.add_subparsers(dest="action", required=True)
+        for action in ("create", "list", "show", "set", "delete"):
+            p = actions.add_parser(action)
+            _common(p)
+            p.set_defaults(func=run, kind=kind)
+            if action in ("show", "set", "delete"):
+                p.add_argument("ref", help=f"{kind} id or unique name")
+            if action in ("create", "set"):
+                _fields(kind, p, create=action == "create")
+            if action == "list" and kind != "network":
+                p.add_argument("--network", help="only this network's (id or name)")
+            if action == "list" and kind == "port":
+                p.add_argument("--device-id")
+                p.add_argument("--mac-address")
+
+
+def _fields(kind: str, p: argparse.ArgumentParser, create: bool) -> None:
+    p.add_argument("--description")
+    if kind == "network":
+        p.add_argument(
+            "name", nargs=None if create else "?", default=None
+        ) if create else p.add_argument("--name")
+        p.add_argument("--vdsm-name", help="bridge name on the hosts (default: the name)")
+        p.add_argument("--ha-count", type=int, help="hosts serving DHCP for it (default 1)")
+        p.add_argument("--mtu", type=int)
+        p.add_argument("--disable", action="store_true", help="admin_state_up false")
+        return
+    p.add_argument("--name")
+    if kind == "subnet":
+        if create:
+            p.add_argument("--network", required=True, help="network id or name")
+            p.add_argument("cidr", help="e.g. 10.0.0.0/24")
+        p.add_argument("--gateway", help="gateway IP, or 'none' (default: first address)")
+        p.add_argument("--allocation-pool", type=_kv, action="append", metavar="start=IP,end=IP")
+        p.add_argument("--dns-nameserver", action="append", metavar="IP")
+        p.add_argument(
+            "--host-route", type=_kv, action="append", metavar="destination=CIDR,gateway=IP"
+        )
+        p.add_argument("--dhcp", dest="dhcp", action="store_true", default=None)
+        p.add_argument("--no-dhcp", dest="dhcp", action="store_false")
+        return
+    if create:
+        p.add_argument("--network", required=True, help="network id or name")
+    p.add_argument("--mac-address")
+    p.add_argument("--fixed-ip", type=_kv, action="append", metavar="subnet=ID,ip-address=IP")
+    p.add_argument("--device-id")
+    p.add_argument("--device-owner")
+    p.add_argument("--host", help="binding:host_id")
+
+
+def run(a: argparse.Namespace) -> int:
+    client = Client(a.url, a.token)
+    kind, plural = a.kind, PLURAL[a.kind]
+    try:
+        if a.action == "list":
+            params: dict[str, Any] = {}
+            if getattr(a, "network", None):
+                params["network_id"] = client.find("networks", "network", a.network)["id"]
+            for key in ("device_id", "mac_address"):
+                if getattr(a, key, None):
+                    params[key] = getattr(a, key)
+            items = client.request("GET", f"/v2.0/{plural}", params=params)[plural]
+            print(table.show_list(items, COLUMNS[kind], a.format))
+            return 0
+        if a.action == "show":
+            print(table.show_item(client.find(plural, kind, a.ref), a.format))
+            return 0
+        if a.action == "delete":
+            item = client.find(plural, kind, a.ref)
+            client.request("DELETE", f"/v2.0/{plural}/{item['id']}")
+            print(f"Deleted {kind} {item['id']}")
+            return 0
+        attrs = (
+            _attrs_network(a)
+            if kind == "network"
+            else _attrs_subnet(a, client)
+            if kind == "subnet"
+            else _attrs_port(a, client)
+        )
+        if a.action == "create":
+            item = client.request("POST", f"/v2.0/{plural}", json={kind: attrs})[kind]
+        else:
+            ref = client.find(plural, kind, a.ref)["id"]
+            item = client.request("PUT", f"/v2.0/{plural}/{ref}", json={kind: attrs})[kind]
+        print(table.show_item(item, a.format))
+        return 0
+    except ApiError as exc:
+        print(f"Error: {exc}")
+        return 1

@@ -1,0 +1,82 @@
+"""The ``ovirt-ipam`` command: one entry point, a subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from oslo_config import cfg
+
+from ipam import config, log
+from ipam.cli import admin
+
+
+def _load_conf(rest: list[str]) -> cfg.ConfigOpts:
+    """oslo.config parses what argparse left: --config-file, --config-dir, ..."""
+    config.CONF(rest, project="ovirt-ipam", prog="ovirt-ipam")
+    log.setup(config.CONF.debug)
+    return config.CONF
+
+
+def _engine(rest: list[str]) -> int:
+    from ipam import server
+
+    conf = _load_conf(rest)
+    server.run(conf)
+    return 0
+
+
+def _db(action: str, rest: list[str]) -> int:
+    from ipam.db import migrate
+    from ipam.db.engine import Database
+
+    conf = _load_conf(rest)
+    db = Database(config.database_url(conf), conf.database.max_retries)
+    if action == "upgrade":
+        migrate.upgrade(db)
+        return 0
+    try:
+        migrate.check(db)
+    except migrate.SchemaNotCurrent as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    print(f"store schema is current ({migrate.head_revision()})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ovirt-ipam", description="IP address management and DHCP for oVirt VM networks."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser(
+        "engine",
+        help="run the engine: REST API and IPAM store",
+        description="Options: --config-file, --config-dir (oslo.config).",
+        add_help=False,
+    )
+    db = sub.add_parser("db", help="store schema migrations")
+    db.add_argument("action", choices=["upgrade", "check"])
+    admin.add_parsers(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    try:
+        if args.command == "engine":
+            return _engine(rest)
+        if args.command == "db":
+            return _db(args.action, rest)
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        return args.func(args)
+    except cfg.Error as exc:
+        print(f"Error: configuration: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

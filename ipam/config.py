@@ -1,0 +1,127 @@
+"""oslo.config options of ovirt-ipam; the sample in etc/ is generated from list_opts()."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+
+from oslo_config import cfg
+
+CONF = cfg.CONF
+
+default_opts = [
+    cfg.StrOpt(
+        "state_path",
+        default="/var/lib/ovirt-ipam",
+        help="Directory for the embedded database, the filesystem message bus and other state.",
+    ),
+    cfg.StrOpt(
+        "transport_url",
+        secret=True,
+        sample_default="filesystem://$state_path/bus",
+        help="kombu transport URL of the message bus. Unset: kombu's filesystem:// "
+        "transport under state_path. Real deployments: amqp://user:pass@host:5672//.",
+    ),
+    cfg.StrOpt(
+        "base_mac",
+        default="fa:16:3e:00:00:00",
+        help="Base MAC for generated port MACs: the first three octets are kept, the "
+        "rest are random (unique per network).",
+    ),
+    cfg.BoolOpt("debug", default=False, help="Log at DEBUG level."),
+]
+
+database_opts = [
+    cfg.StrOpt(
+        "connection",
+        secret=True,
+        sample_default="sqlite:///$state_path/ovirt-ipam.sqlite",
+        help="SQLAlchemy URL of the IPAM store. Unset: a SQLite file (WAL) under "
+        "state_path. PostgreSQL: postgresql://user@host/dbname.",
+    ),
+    cfg.IntOpt(
+        "max_retries",
+        default=20,
+        min=1,
+        help="How many times a transaction that lost a race (unique constraint, "
+        "serialization or lock conflict) is retried before the request fails.",
+    ),
+    cfg.IntOpt("pool_size", default=5, min=1, help="Connection pool size (PostgreSQL)."),
+]
+
+api_opts = [
+    cfg.HostAddressOpt("bind_host", default="127.0.0.1", help="Address the REST API binds to."),
+    cfg.PortOpt("bind_port", default=9696, help="Port of the REST API (Neutron's port)."),
+    cfg.StrOpt(
+        "auth_strategy",
+        default="noauth",
+        choices=[
+            ("noauth", "No authentication; only allowed when bind_host is a loopback address."),
+            (
+                "token",
+                "Requests carry X-Auth-Token equal to [api] auth_token; the "
+                "Keystone-style endpoint hands it out for auth_username/auth_password.",
+            ),
+        ],
+        help="How API requests are authenticated.",
+    ),
+    cfg.StrOpt("auth_token", secret=True, help="Static token accepted with auth_strategy=token."),
+    cfg.StrOpt("auth_username", default="admin", help="User the token endpoint accepts."),
+    cfg.StrOpt("auth_password", secret=True, help="Password the token endpoint accepts."),
+    cfg.IntOpt(
+        "max_request_body_size",
+        default=1024 * 1024,
+        min=1024,
+        help="Largest request body accepted, in bytes; larger gets 413.",
+    ),
+    cfg.StrOpt(
+        "public_url",
+        help="Base URL announced in version discovery and the token endpoint's service "
+        "catalog. Unset: derived from the request.",
+    ),
+]
+
+CONF.register_opts(default_opts)
+CONF.register_opts(database_opts, group="database")
+CONF.register_opts(api_opts, group="api")
+
+
+def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
+    """Entry point for oslo-config-generator (namespace ``ovirt_ipam``)."""
+    return [("DEFAULT", default_opts), ("database", database_opts), ("api", api_opts)]
+
+
+def database_url(conf: cfg.ConfigOpts = CONF) -> str:
+    """The store URL: the configured one, or the embedded SQLite file."""
+    if conf.database.connection:
+        return conf.database.connection
+    return "sqlite:///" + os.path.join(conf.state_path, "ovirt-ipam.sqlite")
+
+
+def transport_url(conf: cfg.ConfigOpts = CONF) -> str:
+    """The bus URL: the configured one, or kombu filesystem:// under state_path."""
+    if conf.transport_url:
+        return conf.transport_url
+    return "filesystem://" + os.path.join(conf.state_path, "bus")
+
+
+def is_loopback(host: str) -> bool:
+    """True when host names a loopback address (noauth is only allowed there)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_api_config(conf: cfg.ConfigOpts = CONF) -> None:
+    """Refuse configurations that would expose an unauthenticated API."""
+    api = conf.api
+    if api.auth_strategy == "noauth" and not is_loopback(api.bind_host):
+        raise cfg.Error(
+            f"[api] auth_strategy=noauth is only allowed on loopback, but bind_host is "
+            f"{api.bind_host}; set auth_strategy=token and auth_token"
+        )
+    if api.auth_strategy == "token" and not api.auth_token:
+        raise cfg.Error("[api] auth_strategy=token needs [api] auth_token")

@@ -1,0 +1,56 @@
+"""Schema migrations: ``ovirt-ipam db upgrade`` applies them, the engine checks them."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from ipam.db.engine import Database
+
+LOG = logging.getLogger(__name__)
+SCRIPT_LOCATION = os.path.join(os.path.dirname(__file__), "migrations")
+
+
+class SchemaNotCurrent(Exception):
+    """The store's schema is not the one this code needs."""
+
+
+def _config(db: Database, conn=None) -> Config:  # type: ignore[no-untyped-def]
+    cfg = Config()
+    cfg.set_main_option("script_location", SCRIPT_LOCATION)
+    cfg.attributes["connection"] = conn
+    return cfg
+
+
+def head_revision() -> str:
+    script = ScriptDirectory.from_config(_config(None))  # type: ignore[arg-type]
+    head = script.get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(db: Database) -> str | None:
+    with db.engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(db: Database, revision: str = "head") -> None:
+    before = current_revision(db)
+    with db.engine.begin() as conn:
+        command.upgrade(_config(db, conn), revision)
+    LOG.info("Store schema upgraded from %s to %s", before or "empty", current_revision(db))
+
+
+def check(db: Database) -> None:
+    """Raise SchemaNotCurrent unless the store is at the head revision."""
+    current, head = current_revision(db), head_revision()
+    if current != head:
+        raise SchemaNotCurrent(
+            f"store schema is at {current or 'nothing (empty database)'}, this code needs "
+            f"{head}: run 'ovirt-ipam db upgrade'"
+        )

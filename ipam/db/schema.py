@@ -1,0 +1,122 @@
+"""Tables of the IPAM store (SQLAlchemy Core). Alembic migrations create them.
+
+Uniqueness that the invariants depend on is enforced here, by the database:
+an IP once per subnet (``ip_allocations`` primary key), a MAC once per network,
+a VDSM name once. IPs are stored as integers so ranges compare cheaply.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+ID = sa.String(36)
+
+
+def _common() -> list[sa.Column]:
+    return [
+        sa.Column("project_id", sa.String(255), nullable=False, server_default=""),
+        sa.Column("description", sa.String(1024), nullable=False, server_default=""),
+        # Neutron attributes we keep but do not act on (tags, provider:*, ...).
+        sa.Column("extra", sa.JSON, nullable=False, default=dict),
+        sa.Column("created_at", sa.String(32), nullable=False),
+        sa.Column("updated_at", sa.String(32), nullable=False),
+        sa.Column("revision_number", sa.Integer, nullable=False, server_default="1"),
+    ]
+
+
+networks = sa.Table(
+    "networks",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False, server_default=""),
+    sa.Column("vdsm_name", sa.String(15), nullable=False, unique=True),
+    sa.Column("mtu", sa.Integer, nullable=False),
+    sa.Column("admin_state_up", sa.Boolean, nullable=False),
+    sa.Column("ha_count", sa.Integer, nullable=False),
+    *_common(),
+    sa.CheckConstraint("ha_count >= 0", name="ha_count_nonneg"),
+)
+
+subnets = sa.Table(
+    "subnets",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column(
+        "network_id",
+        ID,
+        sa.ForeignKey("networks.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("name", sa.String(255), nullable=False, server_default=""),
+    sa.Column("cidr", sa.String(18), nullable=False),
+    sa.Column("gateway_ip", sa.String(15), nullable=True),
+    sa.Column("enable_dhcp", sa.Boolean, nullable=False),
+    sa.Column("dns_nameservers", sa.JSON, nullable=False),
+    sa.Column("host_routes", sa.JSON, nullable=False),
+    # Allocation cursor: offset of the next never-used address in the pools
+    # (see ipam.allocation). pool_size is the number of addresses in the pools.
+    sa.Column("fresh_cursor", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("pool_size", sa.BigInteger, nullable=False),
+    *_common(),
+)
+
+allocation_pools = sa.Table(
+    "allocation_pools",
+    metadata,
+    sa.Column("subnet_id", ID, sa.ForeignKey("subnets.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("first_ip", sa.BigInteger, primary_key=True),
+    sa.Column("last_ip", sa.BigInteger, nullable=False),
+)
+
+ports = sa.Table(
+    "ports",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("network_id", ID, sa.ForeignKey("networks.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False, server_default=""),
+    sa.Column("mac_address", sa.String(17), nullable=False),
+    sa.Column("device_id", sa.String(255), nullable=False, server_default="", index=True),
+    sa.Column("device_owner", sa.String(255), nullable=False, server_default=""),
+    sa.Column("host_id", sa.String(255), nullable=False, server_default=""),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("admin_state_up", sa.Boolean, nullable=False),
+    *_common(),
+    sa.UniqueConstraint("network_id", "mac_address"),
+)
+sa.Index("ix_ports_mac_address", ports.c.mac_address)
+
+ip_allocations = sa.Table(
+    "ip_allocations",
+    metadata,
+    sa.Column("subnet_id", ID, sa.ForeignKey("subnets.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("ip", sa.BigInteger, primary_key=True),
+    sa.Column(
+        "port_id",
+        ID,
+        sa.ForeignKey("ports.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+)
+
+# Addresses released by deleted or changed ports, reused only when the subnet has no
+# never-used address left, oldest first: a DHCP server may still hold the old record.
+freed_ips = sa.Table(
+    "freed_ips",
+    metadata,
+    sa.Column("subnet_id", ID, sa.ForeignKey("subnets.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("ip", sa.BigInteger, primary_key=True),
+    sa.Column("freed_at", sa.Float, nullable=False),
+    sa.Index("ix_freed_ips_subnet_id_freed_at", "subnet_id", "freed_at"),
+)

@@ -1,0 +1,263 @@
+"""Ports: a VM NIC (or a DHCP server's interface) with its MAC and fixed IPs."""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+from types import SimpleNamespace
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from ipam import allocation, networks, validators
+from ipam.attributes import PORT_PASSIVE, project_of, shown, split_passive, timestamp, with_passive
+from ipam.db.schema import ip_allocations, ports, subnets
+from ipam.exceptions import InvalidInput, IpAddressGenerationFailure, PortNotFound
+
+MAX_FIXED_IPS = 16
+STATUS_DOWN = "DOWN"
+
+# API attribute -> column, for the attributes that are columns.
+COLUMNS = {
+    "id": "id",
+    "name": "name",
+    "network_id": "network_id",
+    "mac_address": "mac_address",
+    "device_id": "device_id",
+    "device_owner": "device_owner",
+    "binding:host_id": "host_id",
+    "status": "status",
+    "admin_state_up": "admin_state_up",
+    "project_id": "project_id",
+    "tenant_id": "project_id",
+    "description": "description",
+}
+
+
+_subnets_of = (
+    sa.select(subnets.c.id, subnets.c.cidr, subnets.c.gateway_ip)
+    .where(subnets.c.network_id == sa.bindparam("nid"))
+    .order_by(subnets.c.created_at, subnets.c.id)
+)
+_insert_port = sa.insert(ports)
+
+
+def get_row(conn: Connection, port_id: str, lock: bool = False) -> Row:
+    query = sa.select(ports).where(ports.c.id == port_id)
+    if lock and conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    if row is None:
+        raise PortNotFound(port_id)
+    return row
+
+
+def view(row: Row, fixed_ips: list[dict[str, str]]) -> dict[str, Any]:
+    out = with_passive(row.extra, PORT_PASSIVE)
+    out.update(
+        id=row.id,
+        name=row.name,
+        network_id=row.network_id,
+        mac_address=row.mac_address,
+        fixed_ips=fixed_ips,
+        device_id=row.device_id,
+        device_owner=row.device_owner,
+        status=row.status,
+        admin_state_up=row.admin_state_up,
+        tenant_id=row.project_id,
+        project_id=row.project_id,
+        description=row.description,
+        extra_dhcp_opts=[],
+        created_at=shown(row.created_at),
+        updated_at=shown(row.updated_at),
+        revision_number=row.revision_number,
+    )
+    out["binding:host_id"] = row.host_id
+    out["binding:vif_type"] = "other" if row.host_id else "unbound"
+    out["binding:vif_details"] = {}
+    return out
+
+
+def _fixed_ips(conn: Connection, port_ids: list[str] | None) -> dict[str, list[dict[str, str]]]:
+    query = sa.select(ip_allocations).order_by(ip_allocations.c.subnet_id, ip_allocations.c.ip)
+    if port_ids is not None:
+        query = query.where(ip_allocations.c.port_id.in_(port_ids))
+    out: dict[str, list[dict[str, str]]] = {}
+    for r in conn.execute(query):
+        out.setdefault(r.port_id, []).append(
+            {"subnet_id": r.subnet_id, "ip_address": allocation.ip_str(r.ip)}
+        )
+    return out
+
+
+def _network_subnets(conn: Connection, net_id: str) -> list[Row]:
+    return conn.execute(_subnets_of, {"nid": net_id}).all()
+
+
+def _text(attrs: dict[str, Any], key: str) -> str:
+    return validators.display_name(attrs.get(key) or "", key)
+
+
+def _resolve(
+    conn: Connection, net_id: str, request: list[dict[str, Any]]
+) -> list[tuple[Row, int | None]]:
+    """Check the requested fixed_ips: (subnet, explicit IP or None for any)."""
+    if len(request) > MAX_FIXED_IPS:
+        raise InvalidInput(f"Invalid input for fixed_ips. Reason: more than {MAX_FIXED_IPS}.")
+    subs = _network_subnets(conn, net_id)
+    by_id = {s.id: s for s in subs}
+    out: list[tuple[Row, int | None]] = []
+    for entry in request:
+        subnet_id, ip_text = entry.get("subnet_id"), entry.get("ip_address")
+        if subnet_id is None and ip_text is None:
+            raise InvalidInput("Invalid input for fixed_ips. Reason: give subnet_id or ip_address.")
+        ip = validators.ipv4_address(ip_text) if ip_text is not None else None
+        if subnet_id is not None:
+            sub = by_id.get(validators.uuid_str(subnet_id, "subnet_id"))
+            if sub is None:
+                raise InvalidInput(
+                    f"Invalid input for fixed_ips. Reason: subnet {subnet_id} is not on network "
+                    f"{net_id}."
+                )
+        else:
+            sub = next((s for s in subs if ip in ipaddress.IPv4Network(s.cidr)), None)
+            if sub is None:
+                raise InvalidInput(
+                    f"IP address {ip} is not a valid IP for any subnet on network {net_id}."
+                )
+        if ip is not None:
+            cidr = ipaddress.IPv4Network(sub.cidr)
+            if ip not in cidr or ip in (cidr.network_address, cidr.broadcast_address):
+                raise InvalidInput(f"IP address {ip} is not a valid IP for the specified subnet.")
+            if sub.gateway_ip and str(ip) == sub.gateway_ip:
+                raise InvalidInput(f"IP address {ip} is the gateway of subnet {sub.id}.")
+        out.append((sub, int(ip) if ip is not None else None))
+    explicit = [(s.id, ip) for s, ip in out if ip is not None]
+    if len(set(explicit)) != len(explicit):
+        raise InvalidInput("Invalid input for fixed_ips. Reason: duplicate IP address.")
+    return out
+
+
+def _allocate(conn: Connection, port_id: str, wanted: list[tuple[Row, int | None]]) -> list[dict]:
+    """Allocate the resolved fixed_ips; returns them as the API shows them."""
+    out = []
+    for sub, ip in wanted:
+        if ip is not None:
+            allocation.allocate_specific(conn, sub.id, ip, port_id)
+        else:
+            ip = allocation.allocate_any(conn, sub.id, allocation.load_pools(conn, sub.id), port_id)
+            if ip is None:
+                raise IpAddressGenerationFailure(
+                    f"No more IP addresses available on subnet {sub.id}."
+                )
+        out.append({"subnet_id": sub.id, "ip_address": allocation.ip_str(ip)})
+    return out
+
+
+def _allocate_auto(conn: Connection, net_id: str, port_id: str) -> list[dict]:
+    """One address from the first subnet of the network that has one (as Neutron does)."""
+    subs = _network_subnets(conn, net_id)
+    for sub in subs:
+        ip = allocation.allocate_any(conn, sub.id, allocation.load_pools(conn, sub.id), port_id)
+        if ip is not None:
+            return [{"subnet_id": sub.id, "ip_address": allocation.ip_str(ip)}]
+    if subs:
+        raise IpAddressGenerationFailure(f"No more IP addresses available on network {net_id}.")
+    return []
+
+
+def create(conn: Connection, attrs: dict[str, Any], mac_prefix: str) -> dict[str, Any]:
+    attrs = dict(attrs)
+    extra = split_passive(attrs, PORT_PASSIVE)
+    project = project_of(attrs)
+    net_id = attrs.get("network_id")
+    if not net_id:
+        raise InvalidInput("Invalid input for network_id. Reason: it is required.")
+    net = networks.get_row(conn, validators.uuid_str(net_id, "network_id"))
+    port_id = str(uuid.uuid4())
+    if attrs.get("mac_address"):
+        mac = validators.mac_address(attrs["mac_address"])
+        allocation.check_mac_free(conn, net.id, mac)
+    else:
+        mac = allocation.generate_mac(conn, net.id, mac_prefix)
+    now = timestamp()
+    values = {
+        "id": port_id,
+        "network_id": net.id,
+        "name": _text(attrs, "name"),
+        "mac_address": mac,
+        "device_id": _text(attrs, "device_id"),
+        "device_owner": _text(attrs, "device_owner"),
+        "host_id": _text(attrs, "binding:host_id"),
+        "status": STATUS_DOWN,
+        "admin_state_up": attrs.get("admin_state_up", True) is not False,
+        "project_id": project if project is not None else net.project_id,
+        "description": _text(attrs, "description"),
+        "extra": extra,
+        "created_at": now,
+        "updated_at": now,
+        "revision_number": 1,
+    }
+    conn.execute(_insert_port, values)
+    if attrs.get("fixed_ips") is None:
+        fixed = _allocate_auto(conn, net.id, port_id)
+    else:
+        fixed = _allocate(conn, port_id, _resolve(conn, net.id, attrs["fixed_ips"]))
+    fixed.sort(key=lambda f: (f["subnet_id"], allocation.ip_int(f["ip_address"])))
+    return view(SimpleNamespace(**values), fixed)  # type: ignore[arg-type]
+
+
+def show(conn: Connection, port_id: str) -> dict[str, Any]:
+    row = get_row(conn, port_id)
+    return view(row, _fixed_ips(conn, [port_id]).get(port_id, []))
+
+
+def list_(conn: Connection, sql_filters: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    query = sa.select(ports).order_by(ports.c.created_at, ports.c.id)
+    for key, values in sql_filters.items():
+        query = query.where(ports.c[COLUMNS[key]].in_(values))
+    rows = conn.execute(query).all()
+    ips = _fixed_ips(conn, [r.id for r in rows] if len(rows) <= 500 else None)
+    return [view(r, ips.get(r.id, [])) for r in rows]
+
+
+def update(conn: Connection, port_id: str, attrs: dict[str, Any]) -> dict[str, Any]:
+    attrs = dict(attrs)
+    row = get_row(conn, port_id, lock=True)
+    if attrs.get("network_id") not in (None, row.network_id):
+        raise InvalidInput("Cannot update read-only attribute network_id")
+    extra = dict(row.extra or {})
+    extra.update(split_passive(attrs, PORT_PASSIVE))
+    project = project_of(attrs)
+    values: dict[str, Any] = {"extra": extra}
+    if project is not None:
+        values["project_id"] = project
+    for key in ("name", "device_id", "device_owner", "binding:host_id", "description"):
+        if attrs.get(key) is not None:
+            values[COLUMNS[key]] = _text(attrs, key)
+    if attrs.get("admin_state_up") is not None:
+        values["admin_state_up"] = attrs["admin_state_up"]
+    if attrs.get("mac_address") is not None:
+        mac = validators.mac_address(attrs["mac_address"])
+        if mac != row.mac_address:
+            allocation.check_mac_free(conn, row.network_id, mac, except_port=port_id)
+            values["mac_address"] = mac
+    if attrs.get("fixed_ips") is not None:
+        wanted = _resolve(conn, row.network_id, attrs["fixed_ips"])
+        current = {
+            (f["subnet_id"], allocation.ip_int(f["ip_address"]))
+            for f in _fixed_ips(conn, [port_id]).get(port_id, [])
+        }
+        keep = {(s.id, ip) for s, ip in wanted if (s.id, ip) in current}
+        allocation.release(conn, port_id, keep)
+        _allocate(conn, port_id, [(s, ip) for s, ip in wanted if (s.id, ip) not in keep])
+    values.update(updated_at=timestamp(), revision_number=row.revision_number + 1)
+    conn.execute(sa.update(ports).where(ports.c.id == port_id).values(**values))
+    return show(conn, port_id)
+
+
+def delete(conn: Connection, port_id: str) -> None:
+    get_row(conn, port_id, lock=True)
+    allocation.release(conn, port_id)
+    conn.execute(sa.delete(ports).where(ports.c.id == port_id))

@@ -1,0 +1,91 @@
+"""Validation of everything a user types that may later reach a file, a command
+line, an interface name or a path (DESIGN.md, Invariants)."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import uuid
+
+from ipam.exceptions import InvalidInput
+
+# VDSM's rule for network (bridge) names: 1-15 of [A-Za-z0-9_-], not starting with '-'.
+_VDSM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,14}$")
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+NAME_MAX = 255
+
+
+def is_vdsm_name(name: str) -> bool:
+    return bool(_VDSM_NAME.match(name))
+
+
+def vdsm_name(value: str) -> str:
+    if not isinstance(value, str) or not is_vdsm_name(value):
+        raise InvalidInput(
+            f"Invalid input for vdsm_name. Reason: {value!r} is not a VDSM network name "
+            "(1-15 characters of A-Z a-z 0-9 _ -, not starting with '-')."
+        )
+    return value
+
+
+def display_name(value: str, field: str = "name") -> str:
+    """Free-text names are kept, never used in a file or command; bound them anyway."""
+    if len(value) > NAME_MAX:
+        raise InvalidInput(f"Invalid input for {field}. Reason: longer than {NAME_MAX} characters.")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise InvalidInput(f"Invalid input for {field}. Reason: control characters.")
+    return value
+
+
+def mac_address(value: str) -> str:
+    """Normalise a unicast MAC to lower-case colon form."""
+    mac = value.strip().lower().replace("-", ":") if isinstance(value, str) else ""
+    if not _MAC.match(mac):
+        raise InvalidInput(f"Invalid input for mac_address. Reason: '{value}' is not a valid MAC.")
+    first = int(mac[:2], 16)
+    if first & 1:
+        raise InvalidInput(f"Invalid input for mac_address. Reason: '{value}' is a multicast MAC.")
+    if mac == "00:00:00:00:00:00":
+        raise InvalidInput("Invalid input for mac_address. Reason: all-zero MAC.")
+    return mac
+
+
+def base_mac_prefix(value: str) -> str:
+    """The first three octets of [DEFAULT] base_mac, checked."""
+    mac = mac_address(value)
+    return mac[:8]
+
+
+def uuid_str(value: str, field: str = "id") -> str:
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        raise InvalidInput(f"Invalid input for {field}. Reason: '{value}' is not a UUID.") from None
+
+
+def ipv4_network(value: str) -> ipaddress.IPv4Network:
+    try:
+        net = ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise InvalidInput(
+            f"Invalid input for cidr. Reason: '{value}' is not a valid CIDR ({exc})."
+        ) from None
+    if net.version != 4:
+        raise InvalidInput("Invalid input for cidr. Reason: only IPv4 subnets are supported.")
+    if net.prefixlen > 30:
+        raise InvalidInput(f"Invalid input for cidr. Reason: '{value}' is too small (at most /30).")
+    if net.prefixlen < 8:
+        raise InvalidInput(f"Invalid input for cidr. Reason: '{value}' is too large (at least /8).")
+    return net
+
+
+def ipv4_address(value: str, field: str = "ip_address") -> ipaddress.IPv4Address:
+    try:
+        ip = ipaddress.ip_address(value)
+    except ValueError:
+        raise InvalidInput(
+            f"Invalid input for {field}. Reason: '{value}' is not a valid IP address."
+        ) from None
+    if ip.version != 4:
+        raise InvalidInput(f"Invalid input for {field}. Reason: only IPv4 is supported.")
+    return ip

@@ -1,0 +1,354 @@
+"""openstacksdk against a real ``ovirt-ipam engine`` process (token auth).
+
+Two ways in: the static token handed to keystoneauth's ``admin_token`` plugin with
+the network endpoint overridden, and Keystone v3 password auth against the
+engine's own ``/v3`` (whose catalog names the engine as the network service).
+Then networks, subnets and ports through ``conn.network``, as an administrator
+script or another OpenStack tool would use them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+
+import keystoneauth1.exceptions
+import openstack.connection
+import openstack.exceptions
+import pytest
+
+TOKEN = "s3cret"
+PASSWORD = "pw"
+# extra_conf is appended inside [api], right after bind_port (tests/conftest.py).
+TOKEN_CONF = f"auth_strategy = token\nauth_token = {TOKEN}\nauth_password = {PASSWORD}\n"
+
+
+@pytest.fixture
+def engine(engine_factory: Callable) -> object:
+    return engine_factory(TOKEN_CONF)
+
+
+def token_connection(url: str, token: str = TOKEN) -> openstack.connection.Connection:
+    return openstack.connection.Connection(
+        auth_type="admin_token",
+        auth={"endpoint": url, "token": token},
+        network_endpoint_override=url,
+    )
+
+
+def password_connection(url: str, password: str) -> openstack.connection.Connection:
+    return openstack.connection.Connection(
+        auth_type="password",
+        auth={
+            "auth_url": url + "/v3",
+            "username": "admin",
+            "password": password,
+            "project_name": "Default",
+            "user_domain_name": "Default",
+            "project_domain_name": "Default",
+        },
+    )
+
+
+@pytest.fixture
+def conn(engine: object) -> openstack.connection.Connection:
+    return token_connection(engine.url)
+
+
+@pytest.fixture
+def net(conn: openstack.connection.Connection) -> object:
+    return conn.network.create_network(name="sdknet", mtu=1400)
+
+
+@pytest.fixture
+def subnet(conn: openstack.connection.Connection, net: object) -> object:
+    return conn.network.create_subnet(
+        network_id=net.id,
+        name="sdksub",
+        ip_version=4,
+        cidr="10.20.0.0/24",
+        gateway_ip="10.20.0.1",
+        allocation_pools=[{"start": "10.20.0.100", "end": "10.20.0.199"}],
+        dns_nameservers=["10.20.0.2", "192.0.2.53"],
+        host_routes=[{"destination": "192.0.2.0/24", "nexthop": "10.20.0.254"}],
+    )
+
+
+# auth
+
+
+def test_admin_token_plugin_reaches_the_api_and_a_wrong_token_is_refused(engine):
+    good = token_connection(engine.url)
+    created = good.network.create_network(name="tok")
+    assert [n.id for n in good.network.networks()] == [created.id]
+
+    bad = token_connection(engine.url, token="wrong")
+    with pytest.raises(openstack.exceptions.HttpException) as err:
+        list(bad.network.networks())
+    assert err.value.status_code == 401
+    assert "X-Auth-Token" in str(err.value)
+
+
+def test_keystone_v3_password_auth_uses_the_engine_catalog(engine):
+    conn = password_connection(engine.url, PASSWORD)
+    assert conn.session.get_token() == TOKEN
+    # No endpoint override: the network endpoint comes from the /v3 token's catalog.
+    assert conn.network.get_endpoint().rstrip("/").startswith(engine.url)
+    created = conn.network.create_network(name="viapw")
+    assert conn.network.get_network(created.id).name == "viapw"
+    assert conn.current_project_id == "ovirt"
+
+
+def test_keystone_v3_wrong_password_is_unauthorized(engine):
+    conn = password_connection(engine.url, "not-" + PASSWORD)
+    with pytest.raises(keystoneauth1.exceptions.Unauthorized) as err:
+        list(conn.network.networks())
+    assert err.value.http_status == 401
+
+
+# networks
+
+
+def test_network_create_list_get_update_delete(conn):
+    a = conn.network.create_network(name="net-a", mtu=1400, description="first")
+    b = conn.network.create_network(name="net-b", is_admin_state_up=False)
+    assert (a.name, a.mtu, a.description, a.is_admin_state_up) == ("net-a", 1400, "first", True)
+    assert (b.mtu, b.is_admin_state_up) == (1500, False)
+    assert a.status == "ACTIVE" and a.subnet_ids == []
+
+    assert {n.name for n in conn.network.networks()} == {"net-a", "net-b"}
+    assert [n.id for n in conn.network.networks(name="net-b")] == [b.id]
+    assert list(conn.network.networks(name="nope")) == []
+
+    got = conn.network.get_network(a.id)
+    assert (got.id, got.name, got.mtu) == (a.id, "net-a", 1400)
+
+    revision = a.revision_number  # update_network updates the object it is given
+    updated = conn.network.update_network(a.id, name="net-a2", mtu=9000, description="")
+    assert (updated.name, updated.mtu, updated.description) == ("net-a2", 9000, "")
+    assert updated.revision_number == revision + 1
+    assert conn.network.get_network(a.id).name == "net-a2"
+
+    conn.network.delete_network(a)
+    with pytest.raises(openstack.exceptions.NotFoundException):
+        conn.network.get_network(a.id)
+    assert [n.id for n in conn.network.networks()] == [b.id]
+    conn.network.delete_network(b)
+    assert list(conn.network.networks()) == []
+
+
+def test_find_network_by_name_and_id(conn, net):
+    assert conn.network.find_network("sdknet").id == net.id
+    assert conn.network.find_network(net.id).name == "sdknet"
+    assert conn.network.find_network("missing") is None
+    with pytest.raises(openstack.exceptions.NotFoundException):
+        conn.network.find_network("missing", ignore_missing=False)
+
+
+# subnets
+
+
+def test_subnet_create_with_pools_dns_routes_and_gateway(conn, net, subnet):
+    assert subnet.network_id == net.id
+    assert (subnet.cidr, subnet.gateway_ip, subnet.ip_version) == ("10.20.0.0/24", "10.20.0.1", 4)
+    assert subnet.allocation_pools == [{"start": "10.20.0.100", "end": "10.20.0.199"}]
+    assert subnet.dns_nameservers == ["10.20.0.2", "192.0.2.53"]
+    assert subnet.host_routes == [{"destination": "192.0.2.0/24", "nexthop": "10.20.0.254"}]
+    assert subnet.is_dhcp_enabled is True
+    assert conn.network.get_network(net.id).subnet_ids == [subnet.id]
+
+
+def test_subnet_default_pools_skip_the_gateway(conn, net):
+    sub = conn.network.create_subnet(network_id=net.id, ip_version=4, cidr="10.30.0.0/29")
+    assert sub.gateway_ip == "10.30.0.1"
+    assert sub.allocation_pools == [{"start": "10.30.0.2", "end": "10.30.0.6"}]
+
+
+def test_subnet_list_get_update_delete(conn, net, subnet):
+    other_net = conn.network.create_network(name="other")
+    other = conn.network.create_subnet(
+        network_id=other_net.id, ip_version=4, cidr="10.21.0.0/24", name="othersub"
+    )
+    assert {s.id for s in conn.network.subnets()} == {subnet.id, other.id}
+    assert [s.id for s in conn.network.subnets(network_id=net.id)] == [subnet.id]
+    assert [s.id for s in conn.network.subnets(name="othersub")] == [other.id]
+
+    got = conn.network.get_subnet(subnet.id)
+    assert (got.name, got.cidr) == ("sdksub", "10.20.0.0/24")
+
+    updated = conn.network.update_subnet(
+        subnet,
+        name="renamed",
+        dns_nameservers=["10.20.0.3"],
+        allocation_pools=[{"start": "10.20.0.50", "end": "10.20.0.60"}],
+        host_routes=[],
+    )
+    assert updated.name == "renamed"
+    assert updated.dns_nameservers == ["10.20.0.3"]
+    assert updated.allocation_pools == [{"start": "10.20.0.50", "end": "10.20.0.60"}]
+    assert updated.host_routes == []
+    assert updated.cidr == "10.20.0.0/24"
+    port = conn.network.create_port(network_id=net.id)
+    assert 50 <= int(port.fixed_ips[0]["ip_address"].rsplit(".", 1)[1]) <= 60
+
+    with pytest.raises(openstack.exceptions.ConflictException):
+        conn.network.delete_subnet(subnet)  # the port holds an address of it
+    conn.network.delete_port(port)
+    conn.network.delete_subnet(subnet)
+    with pytest.raises(openstack.exceptions.NotFoundException):
+        conn.network.get_subnet(subnet.id)
+    assert [s.id for s in conn.network.subnets()] == [other.id]
+    assert conn.network.get_network(net.id).subnet_ids == []
+
+
+def test_subnet_bad_input_is_a_bad_request(conn, net, subnet):
+    with pytest.raises(openstack.exceptions.BadRequestException) as err:
+        conn.network.create_subnet(network_id=net.id, ip_version=4, cidr="10.20.0.128/25")
+    assert "overlaps" in str(err.value)
+    with pytest.raises(openstack.exceptions.BadRequestException):
+        conn.network.create_subnet(
+            network_id=net.id,
+            ip_version=4,
+            cidr="10.22.0.0/24",
+            allocation_pools=[{"start": "10.23.0.10", "end": "10.23.0.20"}],
+        )
+    assert [s.id for s in conn.network.subnets()] == [subnet.id]
+
+
+# ports
+
+
+def test_port_create_with_fixed_ips_by_subnet_and_by_ip(conn, net, subnet):
+    mac = "52:54:00:12:34:56"
+    by_subnet = conn.network.create_port(
+        network_id=net.id,
+        name="vnic0",
+        mac_address=mac,
+        fixed_ips=[{"subnet_id": subnet.id}],
+        device_id="vm-1",
+        device_owner="oVirt",
+        binding_host_id="host-1",
+    )
+    assert by_subnet.mac_address == mac
+    assert (by_subnet.device_id, by_subnet.device_owner) == ("vm-1", "oVirt")
+    assert by_subnet.binding_host_id == "host-1"
+    [fixed] = by_subnet.fixed_ips
+    assert fixed["subnet_id"] == subnet.id
+    ip = ipaddress.IPv4Address(fixed["ip_address"])
+    assert ip in ipaddress.IPv4Network(subnet.cidr)
+    assert ipaddress.IPv4Address("10.20.0.100") <= ip <= ipaddress.IPv4Address("10.20.0.199")
+
+    explicit = conn.network.create_port(
+        network_id=net.id, fixed_ips=[{"ip_address": "10.20.0.7"}], device_id="vm-2"
+    )
+    assert explicit.fixed_ips == [{"subnet_id": subnet.id, "ip_address": "10.20.0.7"}]
+    assert explicit.mac_address != mac
+    assert explicit.mac_address.startswith("fa:16:3e:")
+
+    both = conn.network.create_port(
+        network_id=net.id, fixed_ips=[{"subnet_id": subnet.id, "ip_address": "10.20.0.8"}]
+    )
+    assert both.fixed_ips == [{"subnet_id": subnet.id, "ip_address": "10.20.0.8"}]
+
+    with pytest.raises(openstack.exceptions.ConflictException) as err:
+        conn.network.create_port(network_id=net.id, fixed_ips=[{"ip_address": "10.20.0.7"}])
+    assert "already allocated" in str(err.value)
+    with pytest.raises(openstack.exceptions.ConflictException):
+        conn.network.create_port(network_id=net.id, mac_address=mac)
+    with pytest.raises(openstack.exceptions.BadRequestException):
+        conn.network.create_port(network_id=net.id, fixed_ips=[{"ip_address": "10.99.0.7"}])
+    assert len(list(conn.network.ports())) == 3
+
+
+def test_port_list_filters(conn, net, subnet):
+    other_net = conn.network.create_network(name="other")
+    p1 = conn.network.create_port(
+        network_id=net.id, device_id="vm-1", device_owner="oVirt", mac_address="52:54:00:00:00:01"
+    )
+    p2 = conn.network.create_port(network_id=net.id, device_id="vm-2", device_owner="oVirt")
+    p3 = conn.network.create_port(
+        network_id=other_net.id, device_id="vm-1", device_owner="compute:nova"
+    )
+
+    def ids(**filters: str) -> set[str]:
+        return {p.id for p in conn.network.ports(**filters)}
+
+    assert ids() == {p1.id, p2.id, p3.id}
+    assert ids(network_id=net.id) == {p1.id, p2.id}
+    assert ids(network_id=other_net.id) == {p3.id}
+    assert ids(device_id="vm-1") == {p1.id, p3.id}
+    assert ids(device_owner="oVirt") == {p1.id, p2.id}
+    assert ids(device_owner="oVirt", device_id="vm-1") == {p1.id}
+    assert ids(mac_address="52:54:00:00:00:01") == {p1.id}
+    assert ids(mac_address="52:54:00:00:00:02") == set()
+    assert ids(network_id=other_net.id, device_owner="oVirt") == set()
+    # A port without a subnet on its network has no address.
+    assert conn.network.get_port(p3.id).fixed_ips == []
+
+
+def test_port_get_update_delete(conn, net, subnet):
+    port = conn.network.create_port(
+        network_id=net.id, name="p", fixed_ips=[{"ip_address": "10.20.0.10"}]
+    )
+    got = conn.network.get_port(port.id)
+    assert (got.name, got.network_id, got.mac_address) == ("p", net.id, port.mac_address)
+    assert got.status == "DOWN"
+
+    updated = conn.network.update_port(
+        port,
+        name="p2",
+        mac_address="52:54:00:aa:bb:cc",
+        binding_host_id="host-9",
+        fixed_ips=[{"ip_address": "10.20.0.11"}],
+    )
+    assert updated.name == "p2"
+    assert updated.mac_address == "52:54:00:aa:bb:cc"
+    assert updated.binding_host_id == "host-9"
+    assert updated.fixed_ips == [{"subnet_id": subnet.id, "ip_address": "10.20.0.11"}]
+    assert conn.network.get_port(port.id).mac_address == "52:54:00:aa:bb:cc"
+
+    # The old address is free again for an explicit request.
+    again = conn.network.create_port(network_id=net.id, fixed_ips=[{"ip_address": "10.20.0.10"}])
+    assert again.fixed_ips[0]["ip_address"] == "10.20.0.10"
+
+    with pytest.raises(openstack.exceptions.ConflictException):
+        conn.network.delete_network(net)  # ports still use it
+    conn.network.delete_port(port)
+    with pytest.raises(openstack.exceptions.NotFoundException):
+        conn.network.get_port(port.id)
+    assert [p.id for p in conn.network.ports()] == [again.id]
+    conn.network.delete_port(again)
+    assert list(conn.network.ports()) == []
+    conn.network.delete_network(net)
+    assert list(conn.network.networks()) == []
+    assert list(conn.network.subnets()) == []
+
+
+# read-only extras
+
+
+def test_network_ip_availability(conn, net, subnet):
+    for _ in range(3):
+        conn.network.create_port(network_id=net.id)
+    avail = conn.network.get_network_ip_availability(net.id)
+    assert avail.network_id == net.id
+    assert avail.network_name == "sdknet"
+    assert (avail.total_ips, avail.used_ips) == (100, 3)
+    [per_subnet] = avail.subnet_ip_availability
+    assert per_subnet["subnet_id"] == subnet.id
+    assert (per_subnet["total_ips"], per_subnet["used_ips"]) == (100, 3)
+
+    empty = conn.network.create_network(name="empty")
+    listed = {a.network_id: a for a in conn.network.network_ip_availabilities()}
+    assert set(listed) == {net.id, empty.id}
+    assert (listed[empty.id].total_ips, listed[empty.id].used_ips) == (0, 0)
+    with pytest.raises(openstack.exceptions.NotFoundException):
+        conn.network.get_network_ip_availability("00000000-0000-0000-0000-000000000000")
+
+
+def test_extensions(conn):
+    aliases = {e.alias for e in conn.network.extensions()}
+    assert {"binding", "network-ip-availability", "net-mtu", "ovirt-dhcp"} <= aliases
+    binding = conn.network.find_extension("binding")
+    assert (binding.alias, binding.name) == ("binding", "Port Binding")
+    assert conn.network.find_extension("no-such-extension") is None

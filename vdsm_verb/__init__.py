@@ -1,0 +1,1 @@
+"""The Host.setDHCP VDSM verb, its schema entry and the host service."""
