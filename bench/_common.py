@@ -6,6 +6,7 @@ load driver (threads with keep-alive httpx clients) that also runs in child proc
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -131,10 +132,8 @@ class Engine:
 
     def server_errors(self) -> str:
         """Tracebacks and ERROR lines from the engine log (empty when there are none)."""
-        lines = self.logs().splitlines()
-        return "\n".join(
-            line for line in lines if " ERROR " in line or "Traceback" in line or " 500 " in line
-        )
+        bad = re.compile(r" ERROR | CRITICAL |Traceback|status: 5\d\d ")
+        return "\n".join(line for line in self.logs().splitlines() if bad.search(line))
 
     def stop(self) -> None:
         proc = self.proc
@@ -180,7 +179,7 @@ class LoadResult:
 
 def create_ports(
     url: str,
-    port_body: dict[str, Any],
+    port_body: dict[str, Any] | list[dict[str, Any]],
     count: int,
     threads: int,
     start: threading.Barrier | None = None,
@@ -189,14 +188,16 @@ def create_ports(
     """POST ``count`` ports with ``threads`` keep-alive clients; every answer is recorded.
 
     Each thread opens its client (and connection) first, then all start together;
-    elapsed is the wall time from that common start to the last answer.
+    elapsed is the wall time from that common start to the last answer. With a list
+    of bodies, request j of every thread sends body j (modulo the list's length), so
+    the threads contend for the same things at about the same time.
     """
     result = LoadResult()
     lock = threading.Lock()
     shares = [count // threads + (1 if i < count % threads else 0) for i in range(threads)]
     ready = threading.Barrier(threads + 1)
     go = threading.Event()
-    body = {"port": port_body}
+    bodies = [{"port": b} for b in (port_body if isinstance(port_body, list) else [port_body])]
 
     def run(n: int) -> None:
         local = LoadResult()
@@ -205,8 +206,8 @@ def create_ports(
                 client.get("/")  # open the keep-alive connection before the clock starts
                 ready.wait(timeout)
                 go.wait(timeout)
-                for _ in range(n):
-                    _post(client, body, local)
+                for j in range(n):
+                    _post(client, bodies[j % len(bodies)], local)
         except BaseException as exc:
             ready.abort()
             local.statuses["crash"] += 1
@@ -258,7 +259,7 @@ def _post(client: httpx.Client, body: dict[str, Any], out: LoadResult) -> None:
 
 def client_process(
     url: str,
-    port_body: dict[str, Any],
+    port_body: dict[str, Any] | list[dict[str, Any]],
     count: int,
     threads: int,
     start: Any,

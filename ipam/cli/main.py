@@ -6,9 +6,11 @@ import argparse
 import sys
 
 from oslo_config import cfg
+from sqlalchemy import exc as sa_exc
 
 from ipam import config, log
 from ipam.cli import admin
+from ipam.db.migrate import SchemaNotCurrent
 
 
 def _load_conf(rest: list[str]) -> cfg.ConfigOpts:
@@ -35,11 +37,7 @@ def _db(action: str, rest: list[str]) -> int:
     if action == "upgrade":
         migrate.upgrade(db)
         return 0
-    try:
-        migrate.check(db)
-    except migrate.SchemaNotCurrent as exc:
-        print(f"Error: {exc}", file=sys.stderr)
-        return 1
+    migrate.check(db)
     print(f"store schema is current ({migrate.head_revision()})")
     return 0
 
@@ -75,6 +73,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except cfg.Error as exc:
         print(f"Error: configuration: {exc}", file=sys.stderr)
+        return 2
+    except SchemaNotCurrent as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
+    except sa_exc.OperationalError as exc:
+        print(f"Error: cannot use the store: {exc.orig}", file=sys.stderr)
         return 2
 
 

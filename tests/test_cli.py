@@ -1,0 +1,119 @@
+"""The admin CLI (``ovirt-ipam network|subnet|port ...``) against a real engine."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.fixture
+def cli(engine_factory):  # type: ignore[no-untyped-def]
+    engine = engine_factory()
+
+    def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            [sys.executable, "-m", "ipam.cli.main", *args, "--url", engine.url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if ok:
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc
+
+    def js(*args: str):  # type: ignore[no-untyped-def]
+        return json.loads(run(*args, "-f", "json").stdout)
+
+    run.json = js  # type: ignore[attr-defined]
+    return run
+
+
+def test_network_subnet_port_lifecycle(cli) -> None:  # type: ignore[no-untyped-def]
+    net = cli.json("network", "create", "VM Network", "--vdsm-name", "vmnet", "--ha-count", "2")
+    assert (net["name"], net["vdsm_name"], net["ha_count"]) == ("VM Network", "vmnet", 2)
+    sub = cli.json(
+        "subnet",
+        "create",
+        "--network",
+        net["id"],
+        "10.20.0.0/24",
+        "--dns-nameserver",
+        "10.20.0.53",
+        "--allocation-pool",
+        "start=10.20.0.100,end=10.20.0.199",
+        "--host-route",
+        "destination=10.30.0.0/16,gateway=10.20.0.254",
+    )
+    assert sub["allocation_pools"] == [{"start": "10.20.0.100", "end": "10.20.0.199"}]
+    assert sub["host_routes"] == [{"destination": "10.30.0.0/16", "nexthop": "10.20.0.254"}]
+    port = cli.json(
+        "port",
+        "create",
+        "--network",
+        "VM Network",
+        "--mac-address",
+        "56:6f:00:00:00:01",
+        "--device-id",
+        "vm-1",
+        "--device-owner",
+        "oVirt",
+        "--host",
+        "host1",
+    )
+    assert port["fixed_ips"][0]["ip_address"] == "10.20.0.100"
+    assert port["binding:host_id"] == "host1"
+    fixed = cli.json(
+        "port",
+        "create",
+        "--network",
+        net["id"],
+        "--fixed-ip",
+        f"subnet={sub['id']},ip-address=10.20.0.150",
+    )
+    assert fixed["fixed_ips"] == [{"subnet_id": sub["id"], "ip_address": "10.20.0.150"}]
+
+    table = cli("port", "list", "--network", "VM Network").stdout
+    assert "56:6f:00:00:00:01" in table and "10.20.0.150" in table and table.startswith("+")
+    only = cli.json("port", "list", "--device-id", "vm-1")
+    assert [p["id"] for p in only] == [port["id"]]
+
+    moved = cli.json(
+        "port", "set", port["id"], "--host", "host2", "--mac-address", "56:6f:00:00:00:02"
+    )
+    assert (moved["binding:host_id"], moved["mac_address"]) == ("host2", "56:6f:00:00:00:02")
+    renamed = cli.json("network", "set", net["id"], "--ha-count", "1")
+    assert renamed["ha_count"] == 1 and renamed["revision_number"] == 2
+    shown = cli("network", "show", "VM Network").stdout
+    assert "| ha_count" in shown and net["id"] in shown
+
+    busy = cli("network", "delete", net["id"], ok=False)
+    assert busy.returncode == 1 and "NetworkInUse" in busy.stdout
+    for p in (port, fixed):
+        cli("port", "delete", p["id"])
+    cli("subnet", "delete", sub["id"])
+    cli("network", "delete", "VM Network")
+    assert cli.json("network", "list") == []
+
+
+def test_errors_are_one_clear_line(cli) -> None:  # type: ignore[no-untyped-def]
+    missing = cli("network", "show", "nope", ok=False)
+    assert missing.returncode == 1 and "no network with id or name 'nope'" in missing.stdout
+    bad = cli("network", "create", "bad name", ok=False)
+    assert bad.returncode == 1 and "vdsm_name must be given" in bad.stdout
+    net = cli.json("network", "create", "n1")
+    bad_cidr = cli("subnet", "create", "--network", net["id"], "10.0.0.0/33", ok=False)
+    assert bad_cidr.returncode == 1 and "InvalidInput" in bad_cidr.stdout
+    assert "Traceback" not in bad.stdout + bad.stderr + bad_cidr.stderr
+
+
+def test_unreachable_api_is_reported(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    proc = subprocess.run(
+        [sys.executable, "-m", "ipam.cli.main", "network", "list", "--url", "http://127.0.0.1:1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1 and "cannot reach the ovirt-ipam API" in proc.stdout
