@@ -124,6 +124,15 @@ class Engine:
         except httpx.HTTPError:
             return False
 
+    def cpu_seconds(self) -> float | None:
+        """User+system CPU time the engine process has used so far (Linux /proc), or None."""
+        try:
+            assert self.proc is not None
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError, AssertionError):
+            return None
+
     def logs(self) -> str:
         try:
             return self.log_path.read_text()

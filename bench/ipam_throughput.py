@@ -2,6 +2,7 @@
 
     python -m bench.ipam_throughput [--inprocess N] [--rest N] [--clients C]
                                     [--only sqlite|postgresql] [--profile]
+                                    [--skip-inprocess] [--skip-rest]
 
 (a) In-process, through the service layer (``Store.create_port``, one thread), on
     SQLite and on PostgreSQL, into an empty /16 and into a /16 that is already 90%
@@ -129,10 +130,13 @@ def check_unique(db: Database, subnet_id: str) -> None:
 
 def timed_creates(store: Store, net_id: str, n: int) -> float:
     body = {"network_id": net_id, "device_owner": "compute:nova"}
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for i in range(n):
         store.create_port({**body, "name": f"vm-{i}"})
-    return time.perf_counter() - start
+    elapsed = time.perf_counter() - start
+    if n >= 1000:
+        progress(f"  CPU {1000 * (time.process_time() - cpu) / n:.2f} ms/create in this process")
+    return elapsed
 
 
 def inprocess(url: str, fill: float, n: int, profile: bool = False) -> float:
@@ -170,7 +174,11 @@ def rest(tmp: Path, extra_conf: str, n: int, clients: int, pg: bool) -> float:
         net_id, _ = create_network_and_subnet(engine.url, "bench", CIDR)
         body = {"network_id": net_id, "device_owner": "compute:nova"}
         warm = create_ports(engine.url, body, WARMUP_REST, clients)
+        cpu0 = engine.cpu_seconds()
         res = create_ports(engine.url, body, n, clients)
+        cpu1 = engine.cpu_seconds()
+        if cpu0 is not None and cpu1 is not None:
+            progress(f"  engine CPU {1000 * (cpu1 - cpu0) / n:.2f} ms/create")
         bad = {k: v for k, v in (warm.statuses + res.statuses).items() if k != 201}
         if bad:
             raise AssertionError(
@@ -191,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rest", type=int, default=1500, help="creates measured over REST")
     parser.add_argument("--clients", type=int, default=8, help="concurrent REST clients")
     parser.add_argument("--only", choices=["sqlite", "postgresql"])
+    parser.add_argument("--skip-inprocess", action="store_true")
     parser.add_argument("--skip-rest", action="store_true")
     parser.add_argument(
         "--profile", action="store_true", help="print a cProfile of each in-process run"
@@ -200,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[tuple[str, float]] = []
     tmp = Path(tempfile.mkdtemp(prefix="ovirt-ipam-bench-"))
     try:
-        for backend in backends:
+        for backend in [] if args.skip_inprocess else backends:
             for label, fill in (("empty", 0.0), ("90pct", 0.9)):
                 progress(f"in-process {backend} {label}: {args.inprocess} creates into a /16")
                 if backend == "sqlite":

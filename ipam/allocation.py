@@ -25,7 +25,6 @@ from ipam.db.schema import allocation_pools, freed_ips, ip_allocations, ports, s
 from ipam.exceptions import (
     InvalidInput,
     IpAddressAlreadyAllocated,
-    IpAddressGenerationFailure,
     MacAddressInUse,
 )
 
@@ -69,8 +68,23 @@ _advance = (
     sa.update(subnets)
     .where(subnets.c.id == sa.bindparam("sid"), subnets.c.fresh_cursor < subnets.c.pool_size)
     .values(fresh_cursor=subnets.c.fresh_cursor + 1)
-    .returning(subnets.c.fresh_cursor)
+    .returning(subnets.c.fresh_cursor, subnets.c.revision_number)
 )
+
+# Pools change only with the subnet's revision, so they are cached per revision.
+_pool_cache: dict[str, tuple[int, list[Pool]]] = {}
+
+
+def _pools_at(conn: Connection, subnet_id: str, revision: int) -> list[Pool]:
+    cached = _pool_cache.get(subnet_id)
+    if cached is not None and cached[0] == revision:
+        return cached[1]
+    if len(_pool_cache) > 10000:
+        _pool_cache.clear()
+    pools = load_pools(conn, subnet_id)
+    _pool_cache[subnet_id] = (revision, pools)
+    return pools
+
 
 _is_taken = sa.union_all(
     sa.select(sa.literal(1)).where(
@@ -94,15 +108,14 @@ def _oldest_freed(dialect: str) -> sa.Select:
     return query
 
 
-def allocate_any(
-    conn: Connection, subnet_id: str, pools: Sequence[Pool], port_id: str
-) -> int | None:
+def allocate_any(conn: Connection, subnet_id: str, port_id: str) -> int | None:
     """Allocate one address of the subnet to the port, or None when it is full."""
     while True:
-        cursor = conn.execute(_advance, {"sid": subnet_id}).scalar()
-        if cursor is None:
+        advanced = conn.execute(_advance, {"sid": subnet_id}).first()
+        if advanced is None:
             break
-        ip = offset_to_ip(pools, cursor - 1)
+        pools = _pools_at(conn, subnet_id, advanced.revision_number)
+        ip = offset_to_ip(pools, advanced.fresh_cursor - 1)
         if conn.execute(_is_taken, {"sid": subnet_id, "ip": ip}).first() is None:
             _insert(conn, subnet_id, ip, port_id)
             return ip
@@ -159,14 +172,11 @@ def release(conn: Connection, port_id: str, keep: set[tuple[str, int]] = frozens
     )
 
 
-def generate_mac(conn: Connection, network_id: str, prefix: str, attempts: int = 16) -> str:
-    """A random MAC under the configured prefix that no port of the network has."""
-    for _ in range(attempts):
-        tail = random.getrandbits(24)
-        mac = f"{prefix}:{tail >> 16:02x}:{(tail >> 8) & 0xFF:02x}:{tail & 0xFF:02x}"
-        if not mac_in_use(conn, network_id, mac):
-            return mac
-    raise IpAddressGenerationFailure(f"Could not generate a unique MAC on network {network_id}")
+def random_mac(prefix: str) -> str:
+    """A random MAC under the configured prefix. Not checked here: the (network, MAC)
+    unique constraint catches the rare collision and the transaction is retried."""
+    tail = random.getrandbits(24)
+    return f"{prefix}:{tail >> 16:02x}:{(tail >> 8) & 0xFF:02x}:{tail & 0xFF:02x}"
 
 
 def mac_in_use(conn: Connection, network_id: str, mac: str, except_port: str | None = None) -> bool:
@@ -207,7 +217,13 @@ def pools_for(
     pools = []
     for pool in given:
         start, end = pool["start"], pool["end"]
-        first, last = ip_int(start), ip_int(end)
+        try:
+            first, last = ip_int(start), ip_int(end)
+        except ValueError:
+            raise InvalidInput(
+                f"Invalid input for allocation_pools. Reason: {start!r}-{end!r} is not a range "
+                "of IPv4 addresses."
+            ) from None
         if first > last:
             raise InvalidInput(f"Invalid allocation pool {start}-{end}: start is after end.")
         if first < first_host or last > last_host:

@@ -11,6 +11,8 @@ import copy
 from datetime import UTC, datetime
 from typing import Any
 
+from ipam.validators import display_name
+
 NETWORK_PASSIVE: dict[str, Any] = {
     "shared": False,
     "router:external": False,
@@ -49,8 +51,27 @@ PORT_PASSIVE: dict[str, Any] = {
 
 
 def split_passive(attrs: dict[str, Any], passive: dict[str, Any]) -> dict[str, Any]:
-    """Remove the passive attributes from attrs and return them."""
-    return {k: attrs.pop(k) for k in list(attrs) if k in passive}
+    """Remove the passive attributes from attrs and return them, their text checked:
+    kept, not acted on, but shown again to clients, so no control characters."""
+    out = {k: attrs.pop(k) for k in list(attrs) if k in passive}
+    for key, value in out.items():
+        _check_text(key, value)
+    for key in ("tenant_id", "project_id"):
+        if isinstance(attrs.get(key), str):
+            display_name(attrs[key], key)
+    return out
+
+
+def _check_text(key: str, value: Any) -> None:
+    if isinstance(value, str):
+        display_name(value, key)
+    elif isinstance(value, list):
+        for item in value:
+            _check_text(key, item)
+    elif isinstance(value, dict):
+        for sub_key, item in value.items():
+            _check_text(key, sub_key)
+            _check_text(key, item)
 
 
 def with_passive(extra: dict[str, Any], passive: dict[str, Any]) -> dict[str, Any]:

@@ -120,7 +120,7 @@ def create(conn: Connection, attrs: dict[str, Any]) -> dict[str, Any]:
         "id": str(uuid.uuid4()),
         "name": name,
         "vdsm_name": _vdsm_name_for(attrs, name),
-        "mtu": _check_mtu(attrs.get("mtu") or DEFAULT_MTU),
+        "mtu": _check_mtu(attrs["mtu"] if attrs.get("mtu") is not None else DEFAULT_MTU),
         "admin_state_up": attrs.get("admin_state_up", True),
         "ha_count": _check_ha(attrs["ha_count"] if attrs.get("ha_count") is not None else 1),
         "project_id": project,

@@ -10,10 +10,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from ipam import allocation, networks, validators
+from ipam import allocation, validators
 from ipam.attributes import PORT_PASSIVE, project_of, shown, split_passive, timestamp, with_passive
 from ipam.db.schema import ip_allocations, ports, subnets
-from ipam.exceptions import InvalidInput, IpAddressGenerationFailure, PortNotFound
+from ipam.db.schema import networks as networks_table
+from ipam.exceptions import (
+    InvalidInput,
+    IpAddressGenerationFailure,
+    NetworkNotFound,
+    PortNotFound,
+)
 
 MAX_FIXED_IPS = 16
 STATUS_DOWN = "DOWN"
@@ -38,6 +44,19 @@ COLUMNS = {
 _subnets_of = (
     sa.select(subnets.c.id, subnets.c.cidr, subnets.c.gateway_ip)
     .where(subnets.c.network_id == sa.bindparam("nid"))
+    .order_by(subnets.c.created_at, subnets.c.id)
+)
+# The network and its subnets in one round trip (the port-create hot path).
+_network_and_subnets = (
+    sa.select(
+        networks_table.c.id,
+        networks_table.c.project_id,
+        subnets.c.id.label("subnet_id"),
+        subnets.c.cidr,
+        subnets.c.gateway_ip,
+    )
+    .select_from(networks_table.outerjoin(subnets, subnets.c.network_id == networks_table.c.id))
+    .where(networks_table.c.id == sa.bindparam("nid"))
     .order_by(subnets.c.created_at, subnets.c.id)
 )
 _insert_port = sa.insert(ports)
@@ -100,12 +119,11 @@ def _text(attrs: dict[str, Any], key: str) -> str:
 
 
 def _resolve(
-    conn: Connection, net_id: str, request: list[dict[str, Any]]
+    subs: list[Row], net_id: str, request: list[dict[str, Any]]
 ) -> list[tuple[Row, int | None]]:
-    """Check the requested fixed_ips: (subnet, explicit IP or None for any)."""
+    """Check the requested fixed_ips against the network's subnets: (subnet, IP or None)."""
     if len(request) > MAX_FIXED_IPS:
         raise InvalidInput(f"Invalid input for fixed_ips. Reason: more than {MAX_FIXED_IPS}.")
-    subs = _network_subnets(conn, net_id)
     by_id = {s.id: s for s in subs}
     out: list[tuple[Row, int | None]] = []
     for entry in request:
@@ -146,7 +164,7 @@ def _allocate(conn: Connection, port_id: str, wanted: list[tuple[Row, int | None
         if ip is not None:
             allocation.allocate_specific(conn, sub.id, ip, port_id)
         else:
-            ip = allocation.allocate_any(conn, sub.id, allocation.load_pools(conn, sub.id), port_id)
+            ip = allocation.allocate_any(conn, sub.id, port_id)
             if ip is None:
                 raise IpAddressGenerationFailure(
                     f"No more IP addresses available on subnet {sub.id}."
@@ -155,11 +173,10 @@ def _allocate(conn: Connection, port_id: str, wanted: list[tuple[Row, int | None
     return out
 
 
-def _allocate_auto(conn: Connection, net_id: str, port_id: str) -> list[dict]:
+def _allocate_auto(conn: Connection, subs: list[Row], net_id: str, port_id: str) -> list[dict]:
     """One address from the first subnet of the network that has one (as Neutron does)."""
-    subs = _network_subnets(conn, net_id)
     for sub in subs:
-        ip = allocation.allocate_any(conn, sub.id, allocation.load_pools(conn, sub.id), port_id)
+        ip = allocation.allocate_any(conn, sub.id, port_id)
         if ip is not None:
             return [{"subnet_id": sub.id, "ip_address": allocation.ip_str(ip)}]
     if subs:
@@ -174,13 +191,22 @@ def create(conn: Connection, attrs: dict[str, Any], mac_prefix: str) -> dict[str
     net_id = attrs.get("network_id")
     if not net_id:
         raise InvalidInput("Invalid input for network_id. Reason: it is required.")
-    net = networks.get_row(conn, validators.uuid_str(net_id, "network_id"))
+    net_id = validators.uuid_str(net_id, "network_id")
+    rows = conn.execute(_network_and_subnets, {"nid": net_id}).all()
+    if not rows:
+        raise NetworkNotFound(net_id)
+    net = rows[0]
+    subs = [
+        SimpleNamespace(id=r.subnet_id, cidr=r.cidr, gateway_ip=r.gateway_ip)
+        for r in rows
+        if r.subnet_id is not None
+    ]
     port_id = str(uuid.uuid4())
     if attrs.get("mac_address"):
         mac = validators.mac_address(attrs["mac_address"])
         allocation.check_mac_free(conn, net.id, mac)
     else:
-        mac = allocation.generate_mac(conn, net.id, mac_prefix)
+        mac = allocation.random_mac(mac_prefix)
     now = timestamp()
     values = {
         "id": port_id,
@@ -199,11 +225,12 @@ def create(conn: Connection, attrs: dict[str, Any], mac_prefix: str) -> dict[str
         "updated_at": now,
         "revision_number": 1,
     }
+    wanted = None if attrs.get("fixed_ips") is None else _resolve(subs, net.id, attrs["fixed_ips"])  # type: ignore[arg-type]
     conn.execute(_insert_port, values)
-    if attrs.get("fixed_ips") is None:
-        fixed = _allocate_auto(conn, net.id, port_id)
+    if wanted is None:
+        fixed = _allocate_auto(conn, subs, net.id, port_id)  # type: ignore[arg-type]
     else:
-        fixed = _allocate(conn, port_id, _resolve(conn, net.id, attrs["fixed_ips"]))
+        fixed = _allocate(conn, port_id, wanted)
     fixed.sort(key=lambda f: (f["subnet_id"], allocation.ip_int(f["ip_address"])))
     return view(SimpleNamespace(**values), fixed)  # type: ignore[arg-type]
 
@@ -244,7 +271,8 @@ def update(conn: Connection, port_id: str, attrs: dict[str, Any]) -> dict[str, A
             allocation.check_mac_free(conn, row.network_id, mac, except_port=port_id)
             values["mac_address"] = mac
     if attrs.get("fixed_ips") is not None:
-        wanted = _resolve(conn, row.network_id, attrs["fixed_ips"])
+        subs = _network_subnets(conn, row.network_id)
+        wanted = _resolve(subs, row.network_id, attrs["fixed_ips"])
         current = {
             (f["subnet_id"], allocation.ip_int(f["ip_address"]))
             for f in _fixed_ips(conn, [port_id]).get(port_id, [])

@@ -105,6 +105,20 @@ def _gateway(cidr: ipaddress.IPv4Network, value: str | None) -> ipaddress.IPv4Ad
     return gw
 
 
+def _pool_input(values: list[dict[str, str]] | None) -> list[dict[str, str]] | None:
+    """Pools as given, their start and end checked to be IPv4 addresses (pools_for
+    checks the rest; unchecked, a malformed address made it fail with a 500)."""
+    if values is None:
+        return None
+    return [
+        {
+            k: str(validators.ipv4_address(pool[k], f"allocation_pools {k}"))
+            for k in ("start", "end")
+        }
+        for pool in values
+    ]
+
+
 def _check_overlap(conn: Connection, net_id: str, cidr: ipaddress.IPv4Network) -> None:
     for other in conn.execute(
         sa.select(subnets.c.id, subnets.c.cidr).where(subnets.c.network_id == net_id)
@@ -137,11 +151,12 @@ def create(conn: Connection, attrs: dict[str, Any]) -> dict[str, Any]:
         raise InvalidInput("Invalid input for network_id. Reason: it is required.")
     if not attrs.get("cidr"):
         raise InvalidInput("Invalid input for cidr. Reason: it is required.")
-    net = networks.get_row(conn, attrs["network_id"], lock=True)  # serialises subnet creation
+    net_id = validators.uuid_str(attrs["network_id"], "network_id")  # 400, as for ports
+    net = networks.get_row(conn, net_id, lock=True)  # serialises subnet creation
     cidr = validators.ipv4_network(attrs["cidr"])
     gw_value = attrs.get("gateway_ip") if gateway_given else str(cidr.network_address + 1)
     gateway = _gateway(cidr, gw_value)
-    pools = allocation.pools_for(cidr, gateway, attrs.get("allocation_pools"))
+    pools = allocation.pools_for(cidr, gateway, _pool_input(attrs.get("allocation_pools")))
     _check_overlap(conn, net.id, cidr)
     now, subnet_id = timestamp(), str(uuid.uuid4())
     conn.execute(
@@ -227,7 +242,7 @@ def update(conn: Connection, subnet_id: str, attrs: dict[str, Any]) -> dict[str,
             given = [
                 {"start": allocation.ip_str(a), "end": allocation.ip_str(b)} for a, b in current
             ]
-        pools = allocation.pools_for(cidr, gateway, given)
+        pools = allocation.pools_for(cidr, gateway, _pool_input(given))
         if pools != current:
             # New pools: restart the cursor; it skips taken addresses once, as it passes them.
             values["pool_size"] = _write_pools(conn, subnet_id, pools)

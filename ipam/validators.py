@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 import uuid
 
 from ipam.exceptions import InvalidInput
@@ -16,7 +17,7 @@ NAME_MAX = 255
 
 
 def is_vdsm_name(name: str) -> bool:
-    return bool(_VDSM_NAME.match(name))
+    return bool(_VDSM_NAME.fullmatch(name))  # match() with $ let "name\n" through
 
 
 def vdsm_name(value: str) -> str:
@@ -32,7 +33,8 @@ def display_name(value: str, field: str = "name") -> str:
     """Free-text names are kept, never used in a file or command; bound them anyway."""
     if len(value) > NAME_MAX:
         raise InvalidInput(f"Invalid input for {field}. Reason: longer than {NAME_MAX} characters.")
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+    # Cc: C0, DEL and C1 (NEL) controls; Zl, Zp: Unicode line and paragraph separators.
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in value):
         raise InvalidInput(f"Invalid input for {field}. Reason: control characters.")
     return value
 
@@ -40,7 +42,7 @@ def display_name(value: str, field: str = "name") -> str:
 def mac_address(value: str) -> str:
     """Normalise a unicast MAC to lower-case colon form."""
     mac = value.strip().lower().replace("-", ":") if isinstance(value, str) else ""
-    if not _MAC.match(mac):
+    if not _MAC.fullmatch(mac):
         raise InvalidInput(f"Invalid input for mac_address. Reason: '{value}' is not a valid MAC.")
     first = int(mac[:2], 16)
     if first & 1:

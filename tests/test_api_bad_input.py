@@ -368,7 +368,7 @@ SUBNET_CREATE = [
     case("overlap-around", {"cidr": "10.0.0.0/16"}, 400, INVALID, "overlaps"),
     case("overlap-same", {"cidr": "10.0.0.0/24"}, 400, INVALID, "overlaps"),
     case("network-unknown", {"network_id": str(uuid.uuid4())}, 404, "NetworkNotFound", "Network"),
-    case("network-not-uuid", {"network_id": "nope"}, 404, "NetworkNotFound", "nope"),
+    case("network-not-uuid", {"network_id": "nope"}, 400, INVALID, ("network_id", "nope")),
     case("network-missing", {"network_id": None}, 400, INVALID, "network_id"),
     case("network-int", {"network_id": 5}, 400, BAD, "network_id"),
     case("dns-garbage", {"dns_nameservers": ["garbage"]}, 400, INVALID, "dns_nameservers"),

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
+from tests.conftest import EngineProcess
+
 TOKEN = "s3cret"
 PASSWORD = "pw"
 TENANT = "ovirt-tenant"
@@ -33,10 +35,18 @@ def login_body(username: str = "admin", password: str = PASSWORD) -> dict:
     }
 
 
-def assert_neutron_error(resp: httpx.Response, status: int, type_: str | None = None) -> dict:
+def assert_neutron_error(
+    resp: httpx.Response, status: int, type_: str | None = None, keystone: bool = False
+) -> dict:
     assert resp.status_code == status, resp.text
     assert resp.headers["content-type"].startswith("application/json")
     body = resp.json()
+    if keystone:  # token endpoints answer in Keystone's form too, for keystoneauth
+        assert body.pop("error") == {
+            "code": 401,
+            "title": "Unauthorized",
+            "message": body["NeutronError"]["message"],
+        }
     assert set(body) == {"NeutronError"}
     err = body["NeutronError"]
     assert set(err) == {"type", "message", "detail"}
@@ -47,12 +57,12 @@ def assert_neutron_error(resp: httpx.Response, status: int, type_: str | None = 
 
 
 @pytest.fixture
-def engine(engine_factory: Callable) -> object:
+def engine(engine_factory: Callable[..., EngineProcess]) -> EngineProcess:
     return engine_factory(TOKEN_CONF)
 
 
 @pytest.fixture
-def anon(engine: object) -> Iterator[httpx.Client]:
+def anon(engine: EngineProcess) -> Iterator[httpx.Client]:
     """A client that has not logged in."""
     with httpx.Client(base_url=engine.url, timeout=10) as client:
         yield client
@@ -66,7 +76,7 @@ def token(anon: httpx.Client) -> str:
 
 
 @pytest.fixture
-def client(engine: object, token: str) -> Iterator[httpx.Client]:
+def client(engine: EngineProcess, token: str) -> Iterator[httpx.Client]:
     """The provider client after login: every request carries X-Auth-Token."""
     headers = {"X-Auth-Token": token, "Accept": "application/json"}
     with httpx.Client(base_url=engine.url, headers=headers, timeout=10) as c:
@@ -129,7 +139,7 @@ def test_v2_token_login_with_bad_credentials_is_401(anon):
     }
     for case, body in bad.items():
         resp = anon.post("/v2.0/tokens", json=body)
-        err = assert_neutron_error(resp, 401, "NotAuthenticated")
+        err = assert_neutron_error(resp, 401, "NotAuthenticated", keystone=True)
         assert TOKEN not in resp.text, case
         assert "authentication" in err["message"], case
     # The right credentials still work afterwards.

@@ -17,6 +17,11 @@ from ipam.api.discovery import base_url
 from ipam.api.models import V2TokenBody, V3TokenBody
 from ipam.exceptions import NotAuthenticated
 
+
+class IdentityUnauthorized(NotAuthenticated):
+    """A refused login: answered in Keystone's error form as well (see app.py)."""
+
+
 router = APIRouter(tags=["identity"])
 TOKEN_LIFETIME = timedelta(hours=24)
 _USER = {"id": "ovirt-ipam-admin", "name": "admin", "domain": {"id": "default", "name": "Default"}}
@@ -32,7 +37,7 @@ def _times() -> tuple[str, str]:
 def _issue(request: Request, username: str, password: str) -> str:
     token = request.app.state.auth.issue_token(username, password)
     if token is None:
-        raise NotAuthenticated("The request you have made requires authentication.")
+        raise IdentityUnauthorized("The request you have made requires authentication.")
     return token
 
 
@@ -103,7 +108,7 @@ def v3_tokens(request: Request, body: V3TokenBody) -> JSONResponse:
     )
     name, password = user.get("name") or user.get("id") or "", user.get("password") or ""
     if not isinstance(name, str) or not isinstance(password, str):
-        raise NotAuthenticated("The request you have made requires authentication.")
+        raise IdentityUnauthorized("The request you have made requires authentication.")
     token = _issue(request, name, password)
     issued, expires = _times()
     url = base_url(request)

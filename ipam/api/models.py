@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 Name = str
 _S = Field(default=None, max_length=255)
@@ -30,10 +30,10 @@ class NetworkAttrs(_Body):
         description="Bridge name of the network on the hosts (VDSM's name); defaults to name "
         "when name is a valid VDSM name.",
     )
-    ha_count: int | None = Field(
+    ha_count: StrictInt | None = Field(
         default=None, description="How many hosts run a DHCP server for this network (0: none)."
     )
-    mtu: int | None = None
+    mtu: StrictInt | None = None
     admin_state_up: bool | None = None
     description: str | None = Field(default=None, max_length=1024)
     tenant_id: str | None = _S
@@ -45,7 +45,9 @@ class NetworkAttrs(_Body):
     availability_zone_hints: list[str] | None = _LIST
     provider_network_type: str | None = Field(default=None, alias="provider:network_type")
     provider_physical_network: str | None = Field(default=None, alias="provider:physical_network")
-    provider_segmentation_id: int | None = Field(default=None, alias="provider:segmentation_id")
+    provider_segmentation_id: StrictInt | None = Field(
+        default=None, alias="provider:segmentation_id", ge=0, le=2**32
+    )
     dns_domain: str | None = _S
     qos_policy_id: str | None = _S
     is_default: bool | None = None

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Body, Depends, Request, Response
+from fastapi.responses import JSONResponse
 
 from ipam.api.auth import require_token
 from ipam.api.errors import READ_ONLY
@@ -76,7 +77,11 @@ def crud_router(
     ops: Callable[[Request], Any],
     extra_filters: set[str] = frozenset(),  # type: ignore[assignment]
 ) -> APIRouter:
-    """ops(request) returns the store; method names follow ``{verb}_{member}``."""
+    """ops(request) returns the store; method names follow ``{verb}_{member}``.
+
+    Handlers return JSONResponse themselves: the store's dicts are plain JSON
+    already, and skipping FastAPI's encoder is a third of a create's API cost.
+    """
     router = APIRouter(
         prefix=f"/v2.0/{collection}", tags=[collection], dependencies=[Depends(require_token)]
     )
@@ -94,22 +99,22 @@ def crud_router(
         out: dict[str, Any] = {collection: [trim(i, fields) for i in items]}
         if links:
             out[f"{collection}_links"] = links
-        return out
+        return JSONResponse(out)
 
     @router.get("/{item_id}", summary=f"Show a {member}")
     def show_item(request: Request, item_id: str) -> dict:
         _, fields, _ = parse_query(request, set())
-        return {member: trim(store_call(request, "get")(item_id), fields)}
+        return JSONResponse({member: trim(store_call(request, "get")(item_id), fields)})
 
     @router.post("", status_code=201, summary=f"Create a {member}")
     def create_item(request: Request, body: body_model = Body(...)) -> dict:  # type: ignore[valid-type]
         inner = getattr(body, member)
-        return {member: store_call(request, "create")(inner.attrs())}
+        return JSONResponse({member: store_call(request, "create")(inner.attrs())}, 201)
 
     @router.put("/{item_id}", summary=f"Update a {member}")
     def update_item(request: Request, item_id: str, body: body_model = Body(...)) -> dict:  # type: ignore[valid-type]
         inner = getattr(body, member)
-        return {member: store_call(request, "update")(item_id, inner.attrs())}
+        return JSONResponse({member: store_call(request, "update")(item_id, inner.attrs())})
 
     @router.delete("/{item_id}", status_code=204, summary=f"Delete a {member}")
     def delete_item(request: Request, item_id: str) -> Response:

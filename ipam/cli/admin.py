@@ -154,7 +154,9 @@ def run(a: argparse.Namespace) -> int:
                     params[key] = getattr(a, key)
             items = client.request("GET", f"/v2.0/{plural}", params=params)[plural]
             if kind == "port" and a.format == "table":
-                items = [dict(i, fixed_ips=[f["ip_address"] for f in i["fixed_ips"]]) for i in items]
+                items = [
+                    dict(i, fixed_ips=[f["ip_address"] for f in i["fixed_ips"]]) for i in items
+                ]
             print(table.show_list(items, COLUMNS[kind], a.format))
             return 0
         if a.action == "show":

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -87,6 +88,10 @@ class Database:
         self.engine = create_engine(self.url, pool_size)
         self.max_retries = max_retries
         self.dialect = self.engine.dialect.name
+        # SQLite has one writer; queueing this process's writers on a lock wakes them
+        # as soon as the writer before them commits, where SQLite's busy handler
+        # would sleep and back off.
+        self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -99,7 +104,10 @@ class Database:
         """Run fn in one transaction; retry it whole when it loses a race."""
         for attempt in range(1, self.max_retries + 1):
             try:
-                with self.engine.begin() as conn:
+                if self._write_lock is None:
+                    with self.engine.begin() as conn:
+                        return fn(conn)
+                with self._write_lock, self.engine.begin() as conn:
                     return fn(conn)
             except exc.DBAPIError as error:
                 if error.connection_invalidated and attempt < self.max_retries:
