@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,21 +22,11 @@ from typing import Any
 
 import httpx
 
+from ipam.polling import wait_for
+
 PG_ADMIN_URL = os.environ.get(
     "OVIRT_IPAM_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-
-
-def wait_for(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.02):
-    """Poll condition until it returns something truthy; fail after timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def free_port() -> int:

@@ -94,3 +94,18 @@ def timestamp() -> str:
 def shown(stored: str) -> str:
     """As Neutron shows timestamps: to the second."""
     return stored[:19] + "Z"
+
+
+def standard_updates(row: Any, attrs: dict[str, Any], passive: dict[str, Any]) -> dict[str, Any]:
+    """Column values for the attributes every resource shares (consumed from attrs):
+    the passive ones merged into extra, project, name and description."""
+    extra = dict(row.extra or {})
+    extra.update(split_passive(attrs, passive))
+    values: dict[str, Any] = {"extra": extra}
+    project = project_of(attrs)
+    if project is not None:
+        values["project_id"] = project
+    for key in ("name", "description"):
+        if attrs.get(key) is not None:
+            values[key] = display_name(attrs.pop(key), key)
+    return values

@@ -14,6 +14,7 @@ from ipam.attributes import (
     project_of,
     shown,
     split_passive,
+    standard_updates,
     timestamp,
     with_passive,
 )
@@ -152,16 +153,7 @@ def list_(conn: Connection, sql_filters: dict[str, list[Any]]) -> list[dict[str,
 def update(conn: Connection, net_id: str, attrs: dict[str, Any]) -> dict[str, Any]:
     attrs = dict(attrs)
     row = get_row(conn, net_id, lock=True)
-    extra = dict(row.extra or {})
-    extra.update(split_passive(attrs, NETWORK_PASSIVE))
-    project = project_of(attrs)
-    values: dict[str, Any] = {"extra": extra}
-    if project is not None:
-        values["project_id"] = project
-    if attrs.get("name") is not None:
-        values["name"] = validators.display_name(attrs["name"])
-    if attrs.get("description") is not None:
-        values["description"] = validators.display_name(attrs["description"], "description")
+    values = standard_updates(row, attrs, NETWORK_PASSIVE)
     if attrs.get("vdsm_name") is not None:
         values["vdsm_name"] = validators.vdsm_name(attrs["vdsm_name"])
         _check_vdsm_name_free(conn, values["vdsm_name"], except_id=net_id)

@@ -11,7 +11,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from ipam import allocation, validators
-from ipam.attributes import PORT_PASSIVE, project_of, shown, split_passive, timestamp, with_passive
+from ipam.attributes import (
+    PORT_PASSIVE,
+    project_of,
+    shown,
+    split_passive,
+    standard_updates,
+    timestamp,
+    with_passive,
+)
 from ipam.db.schema import ip_allocations, ports, subnets
 from ipam.db.schema import networks as networks_table
 from ipam.exceptions import (
@@ -254,13 +262,8 @@ def update(conn: Connection, port_id: str, attrs: dict[str, Any]) -> dict[str, A
     row = get_row(conn, port_id, lock=True)
     if attrs.get("network_id") not in (None, row.network_id):
         raise InvalidInput("Cannot update read-only attribute network_id")
-    extra = dict(row.extra or {})
-    extra.update(split_passive(attrs, PORT_PASSIVE))
-    project = project_of(attrs)
-    values: dict[str, Any] = {"extra": extra}
-    if project is not None:
-        values["project_id"] = project
-    for key in ("name", "device_id", "device_owner", "binding:host_id", "description"):
+    values = standard_updates(row, attrs, PORT_PASSIVE)
+    for key in ("device_id", "device_owner", "binding:host_id"):
         if attrs.get(key) is not None:
             values[COLUMNS[key]] = _text(attrs, key)
     if attrs.get("admin_state_up") is not None:

@@ -15,6 +15,7 @@ from ipam.attributes import (
     project_of,
     shown,
     split_passive,
+    standard_updates,
     timestamp,
     with_passive,
 )
@@ -210,16 +211,7 @@ def update(conn: Connection, subnet_id: str, attrs: dict[str, Any]) -> dict[str,
         ):
             raise InvalidInput(f"Cannot update read-only attribute {fixed}")
     cidr = ipaddress.IPv4Network(row.cidr)
-    extra = dict(row.extra or {})
-    extra.update(split_passive(attrs, SUBNET_PASSIVE))
-    project = project_of(attrs)
-    values: dict[str, Any] = {"extra": extra}
-    if project is not None:
-        values["project_id"] = project
-    if attrs.get("name") is not None:
-        values["name"] = validators.display_name(attrs["name"])
-    if attrs.get("description") is not None:
-        values["description"] = validators.display_name(attrs["description"], "description")
+    values = standard_updates(row, attrs, SUBNET_PASSIVE)
     if attrs.get("enable_dhcp") is not None:
         values["enable_dhcp"] = attrs["enable_dhcp"]
     if attrs.get("dns_nameservers") is not None:

@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,23 +19,12 @@ from fastapi.testclient import TestClient
 from ipam.api.app import create_app
 from ipam.db import migrate
 from ipam.db.engine import Database
+from ipam.polling import wait_for
 from ipam.store import Store
 
 PG_ADMIN_URL = os.environ.get(
     "OVIRT_IPAM_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-
-
-def wait_for(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.02):
-    """Poll condition until it returns something truthy; fail after timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 @pytest.fixture

@@ -232,7 +232,12 @@ def test_valid_network_names_are_accepted(api: TestClient) -> None:
 )
 def test_duplicate_vdsm_name_is_a_conflict(api: TestClient, world: World, attrs: dict) -> None:
     refused(
-        api, "POST", "/v2.0/networks", 409, "VdsmNameInUse", body={"network": attrs},
+        api,
+        "POST",
+        "/v2.0/networks",
+        409,
+        "VdsmNameInUse",
+        body={"network": attrs},
         mentions="net1",
     )
 
@@ -263,7 +268,12 @@ def test_network_update_refused(
     api: TestClient, world: World, attrs: dict, status: int, type_: str, mentions: Any
 ) -> None:
     refused(
-        api, "PUT", f"/v2.0/networks/{world.net1}", status, type_, body={"network": attrs},
+        api,
+        "PUT",
+        f"/v2.0/networks/{world.net1}",
+        status,
+        type_,
+        body={"network": attrs},
         mentions=mentions,
     )
 
@@ -296,17 +306,23 @@ SUBNET_CREATE = [
     case(
         "pool-outside",
         {"allocation_pools": [{"start": "10.3.0.10", "end": "10.3.0.20"}]},
-        400, INVALID, "10.3.0.10",
+        400,
+        INVALID,
+        "10.3.0.10",
     ),
     case(
         "pool-reaches-broadcast",
         {"allocation_pools": [{"start": "10.2.0.200", "end": "10.2.0.255"}]},
-        400, INVALID, "10.2.0.255",
+        400,
+        INVALID,
+        "10.2.0.255",
     ),
     case(
         "pool-from-network-address",
         {"allocation_pools": [{"start": "10.2.0.0", "end": "10.2.0.20"}]},
-        400, INVALID, "10.2.0.0",
+        400,
+        INVALID,
+        "10.2.0.0",
     ),
     case(
         "pools-overlapping",
@@ -316,7 +332,9 @@ SUBNET_CREATE = [
                 {"start": "10.2.0.15", "end": "10.2.0.30"},
             ]
         },
-        400, INVALID, "overlapping",
+        400,
+        INVALID,
+        "overlapping",
     ),
     case(
         "pools-same",
@@ -326,12 +344,16 @@ SUBNET_CREATE = [
                 {"start": "10.2.0.10", "end": "10.2.0.20"},
             ]
         },
-        400, INVALID, "overlapping",
+        400,
+        INVALID,
+        "overlapping",
     ),
     case(
         "pool-contains-default-gateway",
         {"allocation_pools": [{"start": "10.2.0.1", "end": "10.2.0.20"}]},
-        400, INVALID, "10.2.0.1",
+        400,
+        INVALID,
+        "10.2.0.1",
     ),
     case(
         "pool-contains-given-gateway",
@@ -339,28 +361,38 @@ SUBNET_CREATE = [
             "gateway_ip": "10.2.0.50",
             "allocation_pools": [{"start": "10.2.0.2", "end": "10.2.0.99"}],
         },
-        400, INVALID, "10.2.0.50",
+        400,
+        INVALID,
+        "10.2.0.50",
     ),
     case(
         "pool-start-after-end",
         {"allocation_pools": [{"start": "10.2.0.20", "end": "10.2.0.10"}]},
-        400, INVALID, "10.2.0.20",
+        400,
+        INVALID,
+        "10.2.0.20",
     ),
     case("pools-empty", {"allocation_pools": []}, 400, INVALID, "allocation_pools"),
     case(
         "pool-start-garbage",
         {"allocation_pools": [{"start": "garbage", "end": "10.2.0.10"}]},
-        400, INVALID, "allocation_pools",
+        400,
+        INVALID,
+        "allocation_pools",
     ),
     case(
         "pool-end-ipv6",
         {"allocation_pools": [{"start": "10.2.0.2", "end": "fd00::1"}]},
-        400, INVALID, "allocation_pools",
+        400,
+        INVALID,
+        "allocation_pools",
     ),
     case(
         "pool-missing-end",
         {"allocation_pools": [{"start": "10.2.0.2"}]},
-        400, BAD, "allocation_pools",
+        400,
+        BAD,
+        "allocation_pools",
     ),
     case("pools-not-a-list", {"allocation_pools": "x"}, 400, BAD, "allocation_pools"),
     case("overlap-inside", {"cidr": "10.0.0.0/25"}, 400, INVALID, ("overlaps", "10.0.0.0/24")),
@@ -376,43 +408,61 @@ SUBNET_CREATE = [
     case("dns-cidr", {"dns_nameservers": ["8.8.8.0/24"]}, 400, INVALID, "dns_nameservers"),
     case("dns-newline", {"dns_nameservers": ["8.8.8.8\n"]}, 400, INVALID, "dns_nameservers"),
     case(
-        "dns-duplicate", {"dns_nameservers": ["8.8.8.8", "8.8.8.8"]}, 400, INVALID,
+        "dns-duplicate",
+        {"dns_nameservers": ["8.8.8.8", "8.8.8.8"]},
+        400,
+        INVALID,
         ("dns_nameservers", "duplicate"),
     ),
     case(
-        "dns-too-many", {"dns_nameservers": [f"10.9.9.{i}" for i in range(1, 7)]}, 400, INVALID,
+        "dns-too-many",
+        {"dns_nameservers": [f"10.9.9.{i}" for i in range(1, 7)]},
+        400,
+        INVALID,
         "dns_nameservers",
     ),
     case("dns-int", {"dns_nameservers": [8]}, 400, BAD, "dns_nameservers"),
     case(
         "route-destination-garbage",
         {"host_routes": [{"destination": "garbage", "nexthop": "10.2.0.5"}]},
-        400, INVALID, "host_routes",
+        400,
+        INVALID,
+        "host_routes",
     ),
     case(
         "route-destination-host-bits",
         {"host_routes": [{"destination": "10.9.0.1/24", "nexthop": "10.2.0.5"}]},
-        400, INVALID, "host_routes",
+        400,
+        INVALID,
+        "host_routes",
     ),
     case(
         "route-destination-ipv6",
         {"host_routes": [{"destination": "fd00::/64", "nexthop": "10.2.0.5"}]},
-        400, INVALID, "host_routes",
+        400,
+        INVALID,
+        "host_routes",
     ),
     case(
         "route-nexthop-outside",
         {"host_routes": [{"destination": "10.9.0.0/24", "nexthop": "10.3.0.5"}]},
-        400, INVALID, ("host_routes", "10.3.0.5"),
+        400,
+        INVALID,
+        ("host_routes", "10.3.0.5"),
     ),
     case(
         "route-nexthop-garbage",
         {"host_routes": [{"destination": "10.9.0.0/24", "nexthop": "garbage"}]},
-        400, INVALID, "nexthop",
+        400,
+        INVALID,
+        "nexthop",
     ),
     case(
         "route-nexthop-ipv6",
         {"host_routes": [{"destination": "10.9.0.0/24", "nexthop": "fd00::1"}]},
-        400, INVALID, "nexthop",
+        400,
+        INVALID,
+        "nexthop",
     ),
     case(
         "route-duplicate-destination",
@@ -422,17 +472,23 @@ SUBNET_CREATE = [
                 {"destination": "10.9.0.0/24", "nexthop": "10.2.0.6"},
             ]
         },
-        400, INVALID, "duplicate",
+        400,
+        INVALID,
+        "duplicate",
     ),
     case(
         "route-missing-nexthop",
         {"host_routes": [{"destination": "10.9.0.0/24"}]},
-        400, BAD, "nexthop",
+        400,
+        BAD,
+        "nexthop",
     ),
     case(
         "route-unknown-key",
         {"host_routes": [{"destination": "10.9.0.0/24", "nexthop": "10.2.0.5", "via": "x"}]},
-        400, BAD, "via",
+        400,
+        BAD,
+        "via",
     ),
     case("name-newline", {"name": "a\nb"}, 400, INVALID, "name"),
     case("name-nul", {"name": "a\x00"}, 400, INVALID, "name"),
@@ -459,7 +515,11 @@ def test_second_overlapping_subnet_is_refused(api: TestClient) -> None:
     net = create(api, "networks", {"name": "ovl"})["id"]
     first = create(api, "subnets", {"network_id": net, "cidr": "192.168.0.0/24"})
     message = refused(
-        api, "POST", "/v2.0/subnets", 400, INVALID,
+        api,
+        "POST",
+        "/v2.0/subnets",
+        400,
+        INVALID,
         body={"subnet": {"network_id": net, "cidr": "192.168.0.0/23"}},
     )
     assert first["id"] in message
@@ -489,44 +549,61 @@ SUBNET_UPDATE = [
                 {"start": "10.0.0.50", "end": "10.0.0.60"},
             ]
         },
-        400, INVALID, "overlapping",
+        400,
+        INVALID,
+        "overlapping",
     ),
     case(
         "pool-contains-gateway",
         {"allocation_pools": [{"start": "10.0.0.1", "end": "10.0.0.50"}]},
-        400, INVALID, "10.0.0.1",
+        400,
+        INVALID,
+        "10.0.0.1",
     ),
     case(
         "pool-outside",
         {"allocation_pools": [{"start": "10.1.0.2", "end": "10.1.0.50"}]},
-        400, INVALID, "10.1.0.2",
+        400,
+        INVALID,
+        "10.1.0.2",
     ),
     case(
         "pool-garbage",
         {"allocation_pools": [{"start": "10.0.0.2", "end": "ten"}]},
-        400, INVALID, "allocation_pools",
+        400,
+        INVALID,
+        "allocation_pools",
     ),
     case(
         "pool-start-after-end",
         {"allocation_pools": [{"start": "10.0.0.50", "end": "10.0.0.2"}]},
-        400, INVALID, "10.0.0.50",
+        400,
+        INVALID,
+        "10.0.0.50",
     ),
     case("pools-empty", {"allocation_pools": []}, 400, INVALID, "allocation_pools"),
     case("dns-duplicate", {"dns_nameservers": ["1.1.1.1", "1.1.1.1"]}, 400, INVALID, "duplicate"),
     case("dns-garbage", {"dns_nameservers": ["one"]}, 400, INVALID, "dns_nameservers"),
     case(
-        "dns-too-many", {"dns_nameservers": [f"1.1.1.{i}" for i in range(1, 7)]}, 400, INVALID,
+        "dns-too-many",
+        {"dns_nameservers": [f"1.1.1.{i}" for i in range(1, 7)]},
+        400,
+        INVALID,
         "dns_nameservers",
     ),
     case(
         "route-nexthop-outside",
         {"host_routes": [{"destination": "10.9.0.0/24", "nexthop": "10.1.0.1"}]},
-        400, INVALID, "nexthop",
+        400,
+        INVALID,
+        "nexthop",
     ),
     case(
         "route-bad-destination",
         {"host_routes": [{"destination": "10.9.0.0/33", "nexthop": "10.0.0.5"}]},
-        400, INVALID, "destination",
+        400,
+        INVALID,
+        "destination",
     ),
     case("name-newline", {"name": "a\nb"}, 400, INVALID, "name"),
     case("name-256", {"name": "s" * 256}, 400, BAD, "name"),
@@ -541,8 +618,13 @@ def test_subnet_update_refused(
     api: TestClient, world: World, attrs: dict, status: int, type_: str, mentions: Any
 ) -> None:
     refused(
-        api, "PUT", f"/v2.0/subnets/{world.sub1}", status, type_,
-        body={"subnet": fill(attrs, world)}, mentions=mentions,
+        api,
+        "PUT",
+        f"/v2.0/subnets/{world.sub1}",
+        status,
+        type_,
+        body={"subnet": fill(attrs, world)},
+        mentions=mentions,
     )
 
 
@@ -570,41 +652,61 @@ PORT_CREATE = [
     case(
         "ip-outside-given-subnet",
         {"fixed_ips": [{"subnet_id": "@sub1", "ip_address": "10.1.0.5"}]},
-        400, INVALID, "10.1.0.5",
+        400,
+        INVALID,
+        "10.1.0.5",
     ),
     case(
-        "ip-on-no-subnet", {"fixed_ips": [{"ip_address": "192.168.7.7"}]}, 400, INVALID,
+        "ip-on-no-subnet",
+        {"fixed_ips": [{"ip_address": "192.168.7.7"}]},
+        400,
+        INVALID,
         "192.168.7.7",
     ),
     case(
-        "ip-of-other-network", {"fixed_ips": [{"ip_address": "10.1.0.5"}]}, 400, INVALID,
+        "ip-of-other-network",
+        {"fixed_ips": [{"ip_address": "10.1.0.5"}]},
+        400,
+        INVALID,
         "10.1.0.5",
     ),
     case("ip-gateway", {"fixed_ips": [{"ip_address": "10.0.0.1"}]}, 400, INVALID, "gateway"),
     case(
         "ip-gateway-with-subnet",
         {"fixed_ips": [{"subnet_id": "@sub1", "ip_address": "10.0.0.1"}]},
-        400, INVALID, "gateway",
+        400,
+        INVALID,
+        "gateway",
     ),
     case("ip-network-address", {"fixed_ips": [{"ip_address": "10.0.0.0"}]}, 400, INVALID, "valid"),
     case("ip-broadcast", {"fixed_ips": [{"ip_address": "10.0.0.255"}]}, 400, INVALID, "valid"),
     case(
-        "ip-in-use", {"fixed_ips": [{"ip_address": PORT1_IP}]}, 409, "IpAddressAlreadyAllocated",
+        "ip-in-use",
+        {"fixed_ips": [{"ip_address": PORT1_IP}]},
+        409,
+        "IpAddressAlreadyAllocated",
         PORT1_IP,
     ),
     case(
         "ip-in-use-with-subnet",
         {"fixed_ips": [{"subnet_id": "@sub1", "ip_address": PORT1_IP}]},
-        409, "IpAddressAlreadyAllocated", PORT1_IP,
+        409,
+        "IpAddressAlreadyAllocated",
+        PORT1_IP,
     ),
     case(
-        "subnet-of-other-network", {"fixed_ips": [{"subnet_id": "@sub2"}]}, 400, INVALID,
+        "subnet-of-other-network",
+        {"fixed_ips": [{"subnet_id": "@sub2"}]},
+        400,
+        INVALID,
         "subnet",
     ),
     case(
         "subnet-of-other-network-with-ip",
         {"fixed_ips": [{"subnet_id": "@sub2", "ip_address": "10.1.0.5"}]},
-        400, INVALID, "subnet",
+        400,
+        INVALID,
+        "subnet",
     ),
     case("subnet-unknown", {"fixed_ips": [{"subnet_id": str(uuid.uuid4())}]}, 400, INVALID),
     case("subnet-not-uuid", {"fixed_ips": [{"subnet_id": "nope"}]}, 400, INVALID, "subnet_id"),
@@ -614,18 +716,25 @@ PORT_CREATE = [
     case(
         "ip-twice",
         {"fixed_ips": [{"ip_address": "10.0.0.20"}, {"ip_address": "10.0.0.20"}]},
-        400, INVALID, "duplicate",
+        400,
+        INVALID,
+        "duplicate",
     ),
     case("fixed-ips-string", {"fixed_ips": "x"}, 400, BAD, "fixed_ips"),
     case("fixed-ips-list-of-str", {"fixed_ips": ["10.0.0.20"]}, 400, BAD, "fixed_ips"),
     case(
-        "fixed-ips-unknown-key", {"fixed_ips": [{"ip": "10.0.0.20"}]}, 400, BAD,
+        "fixed-ips-unknown-key",
+        {"fixed_ips": [{"ip": "10.0.0.20"}]},
+        400,
+        BAD,
         ("Unrecognized attribute", "ip"),
     ),
     case(
         "fixed-ips-too-many",
         {"fixed_ips": [{"ip_address": f"10.0.0.{i}"} for i in range(20, 37)]},
-        400, BAD, "fixed_ips",
+        400,
+        BAD,
+        "fixed_ips",
     ),
     case("network-unknown", {"network_id": str(uuid.uuid4())}, 404, "NetworkNotFound", "Network"),
     case("network-not-uuid", {"network_id": "nope"}, 400, INVALID, "network_id"),
@@ -657,13 +766,21 @@ def test_port_create_refused(
 
 def test_same_mac_on_another_network_is_allowed(api: TestClient, world: World) -> None:
     refused(
-        api, "POST", "/v2.0/ports", 409, "MacAddressInUse",
+        api,
+        "POST",
+        "/v2.0/ports",
+        409,
+        "MacAddressInUse",
         body={"port": {"network_id": world.net1, "mac_address": MAC1}},
     )
     port = create(api, "ports", {"network_id": world.net2, "mac_address": MAC1})
     assert port["mac_address"] == MAC1
     refused(
-        api, "POST", "/v2.0/ports", 409, "MacAddressInUse",
+        api,
+        "POST",
+        "/v2.0/ports",
+        409,
+        "MacAddressInUse",
         body={"port": {"network_id": world.net2, "mac_address": MAC1.upper()}},
     )
     listed = api.get("/v2.0/ports", params={"mac_address": MAC1}).json()["ports"]
@@ -684,16 +801,22 @@ PORT_UPDATE = [
     case(
         "ip-new-then-in-use",
         {"fixed_ips": [{"ip_address": "10.0.0.20"}, {"ip_address": "@port2_ip"}]},
-        409, "IpAddressAlreadyAllocated",
+        409,
+        "IpAddressAlreadyAllocated",
     ),
     case(
         "ip-kept-then-gateway",
         {"fixed_ips": [{"ip_address": PORT1_IP}, {"ip_address": "10.0.0.1"}]},
-        400, INVALID, "gateway",
+        400,
+        INVALID,
+        "gateway",
     ),
     case(
-        "ip-outside", {"fixed_ips": [{"subnet_id": "@sub1", "ip_address": "10.1.0.9"}]}, 400,
-        INVALID, "10.1.0.9",
+        "ip-outside",
+        {"fixed_ips": [{"subnet_id": "@sub1", "ip_address": "10.1.0.9"}]},
+        400,
+        INVALID,
+        "10.1.0.9",
     ),
     case("subnet-of-other-network", {"fixed_ips": [{"subnet_id": "@sub2"}]}, 400, INVALID),
     case("fixed-ips-string", {"fixed_ips": "x"}, 400, BAD, "fixed_ips"),
@@ -712,8 +835,13 @@ def test_port_update_refused(
     api: TestClient, world: World, attrs: dict, status: int, type_: str, mentions: Any
 ) -> None:
     refused(
-        api, "PUT", f"/v2.0/ports/{world.port1}", status, type_,
-        body={"port": fill(attrs, world)}, mentions=mentions,
+        api,
+        "PUT",
+        f"/v2.0/ports/{world.port1}",
+        status,
+        type_,
+        body={"port": fill(attrs, world)},
+        mentions=mentions,
     )
 
 
@@ -724,23 +852,33 @@ def test_port_update_refused(
     ("fixed_ips", "status", "type_"),
     [
         pytest.param(
-            [{"ip_address": "10.0.0.20"}, {"ip_address": "10.0.0.1"}], 400, INVALID,
+            [{"ip_address": "10.0.0.20"}, {"ip_address": "10.0.0.1"}],
+            400,
+            INVALID,
             id="second-is-gateway",
         ),
         pytest.param(
-            [{"ip_address": "10.0.0.20"}, {"ip_address": "10.0.0.300"}], 400, INVALID,
+            [{"ip_address": "10.0.0.20"}, {"ip_address": "10.0.0.300"}],
+            400,
+            INVALID,
             id="second-is-garbage",
         ),
         pytest.param(
-            [{"ip_address": "10.0.0.20"}, {"ip_address": PORT1_IP}], 409,
-            "IpAddressAlreadyAllocated", id="second-in-use",
+            [{"ip_address": "10.0.0.20"}, {"ip_address": PORT1_IP}],
+            409,
+            "IpAddressAlreadyAllocated",
+            id="second-in-use",
         ),
         pytest.param(
-            [{"subnet_id": "@sub1"}, {"ip_address": PORT1_IP}], 409,
-            "IpAddressAlreadyAllocated", id="first-automatic-second-in-use",
+            [{"subnet_id": "@sub1"}, {"ip_address": PORT1_IP}],
+            409,
+            "IpAddressAlreadyAllocated",
+            id="first-automatic-second-in-use",
         ),
         pytest.param(
-            [{"ip_address": "10.0.0.20"}, {"subnet_id": "@sub2"}], 400, INVALID,
+            [{"ip_address": "10.0.0.20"}, {"subnet_id": "@sub2"}],
+            400,
+            INVALID,
             id="second-on-other-network",
         ),
     ],
@@ -761,7 +899,8 @@ def test_failed_port_create_leaves_no_port_and_no_allocation(
     # ... and the automatic allocator did not move: the next address is the first never used.
     taken = {PORT1_IP, world.port2_ip, "10.0.0.20"}
     expected = next(
-        str(ip) for ip in ipaddress.ip_network("10.0.0.0/24").hosts()
+        str(ip)
+        for ip in ipaddress.ip_network("10.0.0.0/24").hosts()
         if str(ip) not in taken and str(ip) != "10.0.0.1"
     )
     assert ips_of(create(api, "ports", {"network_id": world.net1})) == [expected]
@@ -789,7 +928,11 @@ def test_pool_exhaustion_gives_exactly_the_pool_size(api: TestClient) -> None:
     assert (avail["total_ips"], avail["used_ips"]) == (5, 5)
     # Asking for the exhausted subnet by id fails the same way.
     refused(
-        api, "POST", "/v2.0/ports", 409, "IpAddressGenerationFailure",
+        api,
+        "POST",
+        "/v2.0/ports",
+        409,
+        "IpAddressGenerationFailure",
         body={"port": {"network_id": net, "fixed_ips": [{"subnet_id": sub["id"]}]}},
     )
     # Freeing one address makes exactly one more port possible.
@@ -797,7 +940,11 @@ def test_pool_exhaustion_gives_exactly_the_pool_size(api: TestClient) -> None:
     again = create(api, "ports", {"network_id": net})
     assert ips_of(again) == ips_of(made[2])
     refused(
-        api, "POST", "/v2.0/ports", 409, "IpAddressGenerationFailure",
+        api,
+        "POST",
+        "/v2.0/ports",
+        409,
+        "IpAddressGenerationFailure",
         body={"port": {"network_id": net}},
     )
 
@@ -824,15 +971,17 @@ def test_unknown_id_is_not_found(
     missing: str,
 ) -> None:
     body = {member: {"name": "x"}} if method == "PUT" else None
-    refused(
-        api, method, f"/v2.0/{collection}/{missing}", 404, type_, body=body, mentions=missing
-    )
+    refused(api, method, f"/v2.0/{collection}/{missing}", 404, type_, body=body, mentions=missing)
 
 
 def test_unknown_network_availability_is_not_found(api: TestClient, world: World) -> None:
     missing = str(uuid.uuid4())
     refused(
-        api, "GET", f"/v2.0/network-ip-availabilities/{missing}", 404, "NetworkNotFound",
+        api,
+        "GET",
+        f"/v2.0/network-ip-availabilities/{missing}",
+        404,
+        "NetworkNotFound",
         mentions=missing,
     )
 
@@ -919,6 +1068,7 @@ def test_oversized_body_is_refused(
 
 # list filters
 
+
 @pytest.mark.parametrize(
     ("collection", "query"),
     [
@@ -945,9 +1095,7 @@ def test_bad_limit_is_refused(api: TestClient, world: World) -> None:
 
 
 def test_network_with_ports_cannot_be_deleted(api: TestClient, world: World) -> None:
-    refused(
-        api, "DELETE", f"/v2.0/networks/{world.net1}", 409, "NetworkInUse", mentions=world.net1
-    )
+    refused(api, "DELETE", f"/v2.0/networks/{world.net1}", 409, "NetworkInUse", mentions=world.net1)
     # Without its port, net2 goes (with its subnet).
     assert api.delete(f"/v2.0/ports/{world.port3}").status_code == 204
     assert api.delete(f"/v2.0/networks/{world.net2}").status_code == 204
@@ -955,9 +1103,7 @@ def test_network_with_ports_cannot_be_deleted(api: TestClient, world: World) -> 
 
 
 def test_subnet_with_allocations_cannot_be_deleted(api: TestClient, world: World) -> None:
-    refused(
-        api, "DELETE", f"/v2.0/subnets/{world.sub1}", 409, "SubnetInUse", mentions=world.sub1
-    )
+    refused(api, "DELETE", f"/v2.0/subnets/{world.sub1}", 409, "SubnetInUse", mentions=world.sub1)
     for port in (world.port1, world.port2):
         assert api.delete(f"/v2.0/ports/{port}").status_code == 204
     assert api.delete(f"/v2.0/subnets/{world.sub1}").status_code == 204
