@@ -120,3 +120,25 @@ freed_ips = sa.Table(
     sa.Column("freed_at", sa.Float, nullable=False),
     sa.Index("ix_freed_ips_subnet_id_freed_at", "subnet_id", "freed_at"),
 )
+
+# DHCP agents as the bus knows them: the networks each serves (its subscription to
+# the engine's events), its last heartbeat, when it started and was last heard of.
+dhcp_agents = sa.Table(
+    "dhcp_agents",
+    metadata,
+    sa.Column("host", sa.String(64), primary_key=True),
+    sa.Column("networks", sa.JSON, nullable=False),
+    sa.Column("status", sa.JSON, nullable=True),
+    sa.Column("started_at", sa.Float, nullable=True),
+    sa.Column("last_seen", sa.Float, nullable=False),
+)
+
+# Readiness acknowledgements: host's dnsmasq has loaded revision_number of the port.
+port_acks = sa.Table(
+    "port_acks",
+    metadata,
+    sa.Column("port_id", ID, sa.ForeignKey("ports.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("host", sa.String(64), primary_key=True),
+    sa.Column("revision_number", sa.Integer, nullable=False),
+    sa.Column("acked_at", sa.Float, nullable=False),
+)

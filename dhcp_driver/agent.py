@@ -1,0 +1,351 @@
+"""The DHCP agent (``ovirt-ipam dhcp-agent``): serves the networks the interface
+driver accepts, one dnsmasq each, and acknowledges ports once dnsmasq holds them.
+
+Threads: one consumer of this host's event queue, one worker per served network
+(events of a network are applied in order, by that network's worker only), and
+the main loop (heartbeats, periodic resync, reconcile on SIGHUP or when the
+mapping file changes). Any error in a network's worker triggers a resync of that
+network.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from oslo_config import cfg
+from pydantic import BaseModel
+
+from dhcp_driver.dnsmasq_config import Paths
+from dhcp_driver.dnsmasq_process import DnsmasqProcess
+from dhcp_driver.interface import OvirtInterfaceDriver
+from dhcp_driver.mapping import MappingError, read_mapping
+from dhcp_driver.served_network import ServedNetwork
+from ipam import contracts
+from ipam.contracts import Envelope, NetworkState, PortState
+from ipam.messaging import Bus
+
+LOG = logging.getLogger(__name__)
+_STOP = object()
+
+
+class NetworkWorker(threading.Thread):
+    """Applies one network's state and events in order; resyncs it after an error."""
+
+    def __init__(self, agent: Agent, network_id: str, vdsm_name: str) -> None:
+        super().__init__(name=f"net-{network_id[:8]}", daemon=True)
+        self.agent, self.network_id, self.vdsm_name = agent, network_id, vdsm_name
+        self.inbox: queue.Queue[Any] = queue.Queue()
+        self.served: ServedNetwork | None = None
+        self.resync_due = 0.0
+        self.failures = 0
+
+    def put(self, item: Any) -> None:
+        self.inbox.put(item)
+
+    def run(self) -> None:
+        while True:
+            try:
+                item = self.inbox.get(timeout=0.2)
+            except queue.Empty:
+                item = None
+            if item is _STOP:
+                return
+            try:
+                self._handle(item)
+                self.failures = 0
+            except Exception:
+                self.failures += 1
+                delay = min(30.0, 0.5 * 2 ** (self.failures - 1))
+                LOG.exception("Network %s: error, resync in %.1fs", self.network_id, delay)
+                self.resync_due = time.monotonic() + delay
+
+    def _handle(self, item: Any) -> None:
+        if item is None:
+            if self.resync_due and time.monotonic() >= self.resync_due:
+                self.resync_due = 0.0
+                self._sync()
+            elif self.served is not None:
+                self._ack(self.served.check())
+            return
+        kind, payload = item
+        if kind == "state":
+            self._apply(payload)
+        elif kind == "resync":
+            self._sync()
+        elif self.served is None:
+            self.resync_due = self.resync_due or time.monotonic()
+        elif kind == "port.update":
+            updates = [payload]
+            while True:  # coalesce what is already queued into one batch
+                try:
+                    nxt = self.inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP or nxt[0] != "port.update":
+                    self.inbox.queue.appendleft(nxt)
+                    break
+                updates.append(nxt[1])
+            self._ack(self.served.update_ports(updates))
+        elif kind == "port.delete":
+            self.served.delete_port(payload)
+
+    def _sync(self) -> None:
+        states, missing = self.agent.sync([self.network_id])
+        if missing:
+            LOG.warning("Network %s: unknown to the engine; not serving it", self.network_id)
+            self._teardown()
+            return
+        self._apply(states[0])
+
+    def _apply(self, state: NetworkState) -> None:
+        agent = self.agent
+        if state.network.vdsm_name != self.vdsm_name:
+            LOG.error(
+                "Network %s: the engine calls its bridge %s, the mapping %s; not serving it",
+                self.network_id,
+                state.network.vdsm_name,
+                self.vdsm_name,
+            )
+            self._teardown()
+            return
+        port = state.dhcp_port
+        if port is None or not port.fixed_ips:
+            LOG.info("Network %s: no DHCP-enabled subnet; no DHCP server", self.network_id)
+            self._teardown()
+            return
+        agent.driver.plug_new(self.network_id, port.mac_address, self.vdsm_name, state.network.mtu)
+        prefixes = {s.id: s.cidr.split("/")[1] for s in state.subnets}
+        agent.driver.init_l3(
+            self.network_id, [f"{f.ip_address}/{prefixes[f.subnet_id]}" for f in port.fixed_ips]
+        )
+        if self.served is None:
+            self.served = ServedNetwork(
+                self.network_id,
+                agent.network_dir(self.network_id),
+                agent.driver.namespace_name(self.network_id),
+                agent.driver.device_names(self.network_id)[1],
+                lease_time=agent.conf.dhcp_agent.lease_time,
+                confirm_timeout=agent.conf.dhcp_agent.confirm_timeout,
+                dnsmasq_binary=agent.conf.dhcp_agent.dnsmasq_binary,
+            )
+        self._ack(self.served.apply_state(state))
+        LOG.info(
+            "Network %s: serving %d port(s) on bridge %s",
+            self.network_id,
+            self.served.ports_count(),
+            self.vdsm_name,
+        )
+
+    def _ack(self, acks: list[contracts.AckedPort] | None) -> None:
+        if acks:
+            self.agent.publish(
+                "port.ack",
+                contracts.PortAck(host=self.agent.host, network_id=self.network_id, ports=acks),
+            )
+
+    def _teardown(self) -> None:
+        if self.served is not None:
+            self.served.stop()
+            self.served = None
+        self.agent.driver.unplug(self.network_id)
+
+    def health(self) -> str:
+        if self.served is None:
+            return "starting" if self.resync_due else "down"
+        return "running" if self.served.process.alive() else "down"
+
+    def stop(self, cleanup: bool) -> None:
+        self.put(_STOP)
+        self.join(30)
+        if cleanup:
+            self._teardown()
+            shutil.rmtree(self.agent.network_dir(self.network_id), ignore_errors=True)
+        elif self.served is not None:
+            self.served.log.close()
+
+
+class Agent:
+    def __init__(self, conf: cfg.ConfigOpts, bus: Bus) -> None:
+        self.conf, self.bus = conf, bus
+        self.host = contracts.validate_host(conf.dhcp_agent.host)
+        self.driver = OvirtInterfaceDriver(
+            conf.dhcp_agent.mapping_file, conf.dhcp_agent.namespace_prefix
+        )
+        self.state_dir = Path(conf.state_path) / "dhcp"
+        self.workers: dict[str, NetworkWorker] = {}
+        self.stopping = threading.Event()
+        self.reconcile_wanted = threading.Event()
+        self.started_at = time.time()
+        self._call_lock = threading.Lock()
+        self._mapping_stamp: tuple[int, int] | None = None
+
+    def network_dir(self, network_id: str) -> Path:
+        return self.state_dir / network_id
+
+    # -- talking to the engine ---------------------------------------------------
+    def publish(self, type_: str, body: BaseModel) -> None:
+        self.bus.publish(contracts.ENGINE_QUEUE, contracts.make(type_, body, self.host))
+
+    def sync(self, network_ids: list[str]) -> tuple[list[NetworkState], list[str]]:
+        request = contracts.make(
+            "sync.request", contracts.SyncRequest(host=self.host, networks=network_ids), self.host
+        )
+        with self._call_lock:  # one reply queue: one call at a time
+            _, reply = self.bus.call(
+                contracts.ENGINE_QUEUE,
+                request,
+                contracts.reply_queue(self.host),
+                self.conf.dhcp_agent.sync_timeout,
+            )
+        return reply.networks, reply.missing
+
+    def on_message(self, env: Envelope, body: BaseModel) -> None:
+        if env.type in ("port.update", "port.delete"):
+            port: PortState = body.port  # type: ignore[attr-defined]
+            worker = self.workers.get(port.network_id)
+            if worker is not None:
+                worker.put((env.type, port))
+        elif env.type in ("subnet.update", "subnet.delete", "network.update", "network.delete"):
+            worker = self.workers.get(body.network_id)  # type: ignore[attr-defined]
+            if worker is not None:
+                worker.put(("resync", None))
+        else:
+            LOG.warning("Ignoring %s message %s from %s", env.type, env.id, env.sender)
+
+    # -- what to serve --------------------------------------------------------------
+    def wanted(self) -> dict[str, str]:
+        """Network id -> VDSM name of the networks the driver says this host serves."""
+        try:
+            mapping = read_mapping(self.conf.dhcp_agent.mapping_file)
+        except MappingError as exc:
+            LOG.error("Cannot read the network mapping: %s; keeping the current networks", exc)
+            return {k: w.vdsm_name for k, w in self.workers.items()}
+        return {
+            net_id: name for net_id, name in mapping.items() if self.driver.serves(net_id, name)
+        }
+
+    def reconcile(self) -> None:
+        wanted = self.wanted()
+        for net_id in [k for k in self.workers if k not in wanted]:
+            LOG.info("Network %s: no longer served here; stopping its DHCP server", net_id)
+            self.workers.pop(net_id).stop(cleanup=True)
+            self.publish(
+                "network.release", contracts.NetworkRelease(host=self.host, network_id=net_id)
+            )
+        new = {k: v for k, v in wanted.items() if k not in self.workers}
+        if not new:
+            return
+        for net_id, name in new.items():
+            worker = NetworkWorker(self, net_id, name)
+            self.workers[net_id] = worker
+            worker.start()
+        try:
+            states, missing = self.sync(list(new))
+        except Exception as exc:
+            LOG.warning("Sync of %d network(s) failed (%s); each will retry", len(new), exc)
+            for net_id in new:
+                self.workers[net_id].put(("resync", None))
+            return
+        for state in states:
+            self.workers[state.network.id].put(("state", state))
+        for net_id in missing:
+            LOG.warning("Network %s: in the mapping but unknown to the engine", net_id)
+            self.workers[net_id].put(("resync", None))
+
+    def cleanup_stale(self) -> None:
+        """At start: stop dnsmasq and remove files and links of networks not wanted."""
+        keep = set(self.wanted())
+        if self.state_dir.exists():
+            for entry in os.scandir(self.state_dir):
+                if entry.is_dir() and entry.name not in keep:
+                    proc = DnsmasqProcess(entry.name, Paths(Path(entry.path)), "-")
+                    if proc.adopt():
+                        proc.stop()
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                    LOG.info("Network %s: removed stale DHCP state", entry.name)
+        self.driver.cleanup_stale(keep)
+
+    def heartbeat(self) -> None:
+        networks = [
+            contracts.ServedNetwork(
+                id=k, ports=w.served.ports_count() if w.served else 0, dnsmasq=w.health()
+            )
+            for k, w in self.workers.items()
+        ]
+        self.publish(
+            "agent.heartbeat",
+            contracts.Heartbeat(host=self.host, started_at=self.started_at, networks=networks),
+        )
+
+    def _mapping_changed(self) -> bool:
+        """The verb replaces the file by rename: a new inode (or mtime) means a change."""
+        try:
+            st = os.stat(self.conf.dhcp_agent.mapping_file)
+            stamp: tuple[int, int] | None = (st.st_ino, st.st_mtime_ns)
+        except FileNotFoundError:
+            stamp = None
+        changed, self._mapping_stamp = stamp != self._mapping_stamp, stamp
+        return changed
+
+    # -- the process ----------------------------------------------------------------
+    def run(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.state_dir, 0o700)
+        signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
+        signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
+        signal.signal(signal.SIGHUP, lambda *_: self.reconcile_wanted.set())
+        LOG.info(
+            "DHCP agent starting on host %s (mapping %s)",
+            self.host,
+            self.conf.dhcp_agent.mapping_file,
+        )
+        self.cleanup_stale()
+        consumer = threading.Thread(
+            target=self.bus.consume,
+            name="events",
+            daemon=True,
+            args=(contracts.agent_queue(self.host), self.on_message, self.stopping),
+        )
+        consumer.start()
+        cfg_ = self.conf.dhcp_agent
+        next_beat = next_resync = 0.0
+        while not self.stopping.is_set():
+            now = time.monotonic()
+            if self.reconcile_wanted.is_set() or self._mapping_changed() or not next_resync:
+                self.reconcile_wanted.clear()
+                self.reconcile()
+            if now >= next_beat:
+                self.heartbeat()
+                next_beat = now + cfg_.heartbeat_interval
+            if next_resync and now >= next_resync:
+                for worker in self.workers.values():
+                    worker.put(("resync", None))
+            if not next_resync or now >= next_resync:
+                next_resync = now + cfg_.resync_interval
+            self.stopping.wait(min(0.2, cfg_.heartbeat_interval))
+        LOG.info("DHCP agent stopping; dnsmasq processes keep serving")
+        for worker in self.workers.values():
+            worker.stop(cleanup=False)
+        consumer.join(5)
+        self.bus.close()
+
+
+def shutdown_all(conf: cfg.ConfigOpts) -> None:
+    """Stop serving everything (the verb's empty list): dnsmasq, links, files."""
+    driver = OvirtInterfaceDriver(conf.dhcp_agent.mapping_file, conf.dhcp_agent.namespace_prefix)
+    state_dir = Path(conf.state_path) / "dhcp"
+    if state_dir.exists():
+        for entry in os.scandir(state_dir):
+            proc = DnsmasqProcess(entry.name, Paths(Path(entry.path)), "-")
+            if proc.adopt():
+                proc.stop()
+            shutil.rmtree(entry.path, ignore_errors=True)
+    driver.cleanup_stale(set())

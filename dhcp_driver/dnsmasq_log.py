@@ -1,0 +1,94 @@
+"""Following a dnsmasq log file: what it has read, and what it has rejected.
+
+With ``log-facility=FILE`` dnsmasq logs ``dnsmasq-dhcp[PID]: read PATH`` after it
+read a hostsdir file, and ``duplicate dhcp-host IP address IP at line N of PATH``
+right after, when it rejected a record of that file. A file's verdict is final
+once a later ``read`` line of any file follows it: dnsmasq finishes one file
+before it reads the next. inotify wakes the follower the moment a line is added.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from inotify_simple import INotify, flags
+
+_READ = re.compile(r"dnsmasq-dhcp\[\d+\]: read (?P<path>/\S+)$")
+_DUPLICATE = re.compile(
+    r"dnsmasq\[\d+\]: duplicate dhcp-host IP address (?P<ip>\S+) at line \d+ of (?P<path>/\S+)$"
+)
+
+
+@dataclass(frozen=True)
+class LogEvent:
+    kind: str  # "read" or "duplicate"
+    path: str
+    ip: str | None = None
+
+
+def parse(line: str) -> LogEvent | None:
+    match = _READ.search(line)
+    if match:
+        return LogEvent("read", match["path"])
+    match = _DUPLICATE.search(line)
+    if match:
+        return LogEvent("duplicate", match["path"], match["ip"])
+    return None
+
+
+class LogFollower:
+    """Reads the lines dnsmasq appends, across truncation and rotation."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._inode: int | None = None
+        self._buf = b""
+        self._inotify = INotify()
+        dirname = os.path.dirname(path)
+        os.makedirs(dirname, exist_ok=True)
+        self._inotify.add_watch(dirname, flags.MODIFY | flags.CREATE | flags.MOVED_TO)
+
+    def _reopen(self) -> None:
+        """Follow the path: a rotated (replaced) log is read from its start."""
+        try:
+            inode = os.stat(self.path).st_ino
+        except FileNotFoundError:
+            return
+        if inode == self._inode:
+            return
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd, self._inode, self._buf = os.open(self.path, os.O_RDONLY), inode, b""
+
+    def _drain(self) -> list[str]:
+        if self._fd is None:
+            return []
+        if os.fstat(self._fd).st_size < os.lseek(self._fd, 0, os.SEEK_CUR):
+            os.lseek(self._fd, 0, os.SEEK_SET)  # truncated
+        while chunk := os.read(self._fd, 1 << 16):
+            self._buf += chunk
+        *complete, self._buf = self._buf.split(b"\n")
+        return [c.decode("utf-8", "replace") for c in complete]
+
+    def lines(self) -> list[str]:
+        """Complete lines appended since the last call."""
+        out = self._drain()  # the rest of the current file, even if it was rotated away
+        self._reopen()
+        return out + self._drain()
+
+    def skip_to_end(self) -> None:
+        """Forget what is logged so far (start of a batch, or adoption)."""
+        self.lines()
+
+    def wait(self, timeout: float) -> None:
+        """Block until the log directory changes, or timeout (seconds)."""
+        self._inotify.read(timeout=max(0, int(timeout * 1000)))
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._inotify.close()

@@ -1,0 +1,157 @@
+"""One dnsmasq process in a network namespace: start, adopt, supervise, signal.
+
+dnsmasq runs in the foreground in its own session, so it outlives an agent that
+dies or restarts; a restarted agent adopts it (pid file, verified with psutil
+against our configuration path) instead of interrupting DHCP.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import time
+
+import psutil
+from pyroute2 import netns
+
+from dhcp_driver.dnsmasq_config import Paths
+
+LOG = logging.getLogger(__name__)
+
+
+class DnsmasqProcess:
+    def __init__(self, network_id: str, paths: Paths, namespace: str, binary: str = "dnsmasq"):
+        self.network_id, self.paths, self.namespace, self.binary = (
+            network_id,
+            paths,
+            namespace,
+            binary,
+        )
+        self.pid: int | None = None
+        self._child: subprocess.Popen | None = None
+        self.failures = 0
+        self.next_start = 0.0
+
+    def _ours(self, proc: psutil.Process) -> bool:
+        try:
+            return (
+                proc.status() != psutil.STATUS_ZOMBIE
+                and f"--conf-file={self.paths.conf}" in proc.cmdline()
+            )
+        except psutil.Error:
+            return False
+
+    def find_running(self) -> int | None:
+        """The pid of a live dnsmasq running our configuration, if any."""
+        try:
+            pid = int(self.paths.pid.read_text().strip())
+            if self._ours(psutil.Process(pid)):
+                return pid
+        except (OSError, ValueError, psutil.Error):
+            pass
+        for proc in psutil.process_iter(["name"]):
+            if proc.info["name"] == "dnsmasq" and self._ours(proc):
+                return proc.pid
+        return None
+
+    def adopt(self) -> bool:
+        pid = self.find_running()
+        if pid is None:
+            return False
+        self.pid, self._child = pid, None
+        LOG.info("Adopted dnsmasq pid=%d for network %s", pid, self.network_id)
+        return True
+
+    def start(self) -> None:
+        ns = self.namespace
+        err = open(self.paths.base / "dnsmasq.stderr", "ab")  # noqa: SIM115
+        try:
+            self._child = subprocess.Popen(
+                [self.binary, "--keep-in-foreground", f"--conf-file={self.paths.conf}"],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                preexec_fn=lambda: netns.setns(ns),
+                start_new_session=True,
+                close_fds=True,
+            )
+        finally:
+            err.close()
+        self.pid = self._child.pid
+        LOG.info(
+            "Started dnsmasq pid=%d for network %s in namespace %s", self.pid, self.network_id, ns
+        )
+
+    def alive(self) -> bool:
+        if self.pid is None:
+            return False
+        if self._child is not None:
+            return self._child.poll() is None
+        try:
+            return self._ours(psutil.Process(self.pid))
+        except psutil.Error:
+            return False
+
+    def exit_reason(self) -> str:
+        if self._child is not None and self._child.returncode is not None:
+            return f"exit code {self._child.returncode}"
+        return "gone"
+
+    def signal(self, sig: int) -> bool:
+        if not self.alive():
+            return False
+        assert self.pid is not None
+        os.kill(self.pid, sig)
+        return True
+
+    def reload(self) -> bool:
+        """SIGHUP: dnsmasq re-reads every hostsdir file (costly; see DESIGN.md)."""
+        return self.signal(signal.SIGHUP)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if not self.alive():
+            self.pid = None
+            return
+        assert self.pid is not None
+        pid = self.pid
+        os.kill(pid, signal.SIGTERM)
+        try:
+            if self._child is not None:
+                self._child.wait(timeout)
+            else:
+                psutil.Process(pid).wait(timeout)
+        except (subprocess.TimeoutExpired, psutil.TimeoutExpired):
+            os.kill(pid, signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+        LOG.info("Stopped dnsmasq pid=%d for network %s", pid, self.network_id)
+        self.pid, self._child = None, None
+
+    def release(self, interface: str, ip: str, mac: str) -> None:
+        """Drop a deleted port's lease (dnsmasq-utils' dhcp_release, in the namespace)."""
+        ns = self.namespace
+        result = subprocess.run(
+            ["dhcp_release", interface, ip, mac],
+            preexec_fn=lambda: netns.setns(ns),
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        if result.returncode != 0:
+            LOG.warning(
+                "dhcp_release %s %s on network %s failed: %s",
+                ip,
+                mac,
+                self.network_id,
+                result.stderr.strip(),
+            )
+
+    def backoff(self) -> float:
+        """Seconds to wait before the next respawn: 0, then doubling from 0.1 up to 5."""
+        delay = 0.0 if self.failures == 0 else min(5.0, 0.1 * 2 ** (self.failures - 1))
+        self.failures += 1
+        self.next_start = time.monotonic() + delay
+        return delay

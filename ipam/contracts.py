@@ -1,0 +1,401 @@
+"""The message contracts of the bus: the one module the engine and the agents import.
+
+Every message is a versioned JSON envelope whose ``body`` is validated against the
+model of its ``type`` on receipt (``decode``). Anything malformed raises
+ContractError with a clear reason; the bus (ipam.messaging) logs and drops it.
+
+Engine to agents (on ``agent_queue(host)``): ``port.update``/``port.delete``
+(PortEvent), ``subnet.update``/``subnet.delete`` (SubnetEvent),
+``network.update``/``network.delete`` (NetworkEvent), and ``sync.reply`` (on the
+agent's ``reply_queue(host)``). Agents to the engine (on ENGINE_QUEUE):
+``sync.request``, ``port.ack``, ``agent.heartbeat``, ``network.release``.
+
+Everything that may reach a queue name, a file name, an interface or a dnsmasq
+file is checked here: ids are canonical UUIDs, MACs lower-case colon form, IPs
+IPv4, host names ``validate_host``, VDSM names VDSM's rule.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import re
+import time
+import uuid
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+VERSION = 1
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+ENGINE_QUEUE = "ovirt-ipam.engine"
+_AGENT_PREFIX = "ovirt-ipam.agent."
+_REPLY_PREFIX = "ovirt-ipam.reply."
+
+_HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+# Queue names reach file names on the filesystem transport: no '/', no leading dot.
+_QUEUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+_VDSM_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,14}")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+MAX_NETWORKS = 10_000
+MAX_PORTS = 200_000
+MAX_SUBNETS = 64
+MAX_FIXED_IPS = 64
+MAX_DNS = 32
+MAX_ROUTES = 256
+
+
+class ContractError(ValueError):
+    """A message that does not follow the contract (bad JSON, version, type or body)."""
+
+
+# -- field validators --------------------------------------------------------------
+
+
+def validate_host(host: str) -> str:
+    """A host name as it may appear in queue names and, on filesystem://, file names."""
+    if not isinstance(host, str) or not _HOST.fullmatch(host):
+        raise ContractError(
+            f"invalid host name {host!r}: 1-63 characters of A-Z a-z 0-9 . _ -, "
+            "starting with a letter or digit"
+        )
+    return host
+
+
+def validate_queue(name: str) -> str:
+    """A queue name that is safe on every transport (also as part of a file name)."""
+    if not isinstance(name, str) or not _QUEUE.fullmatch(name):
+        raise ContractError(
+            f"invalid queue name {name!r}: 1-200 characters of A-Z a-z 0-9 . _ -, "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def agent_queue(host: str) -> str:
+    """The queue on which the agent of ``host`` receives the engine's events."""
+    return _AGENT_PREFIX + validate_host(host)
+
+
+def reply_queue(host: str) -> str:
+    """The queue on which the agent of ``host`` receives replies to its calls."""
+    return _REPLY_PREFIX + validate_host(host)
+
+
+def _uuid(value: str) -> str:
+    if not _UUID.fullmatch(value):
+        raise ValueError(f"{value!r} is not a canonical (lower-case, hyphenated) UUID")
+    return value
+
+
+def _mac(value: str) -> str:
+    if not _MAC.fullmatch(value):
+        raise ValueError(f"{value!r} is not a MAC address in lower-case colon form")
+    return value
+
+
+def _ipv4(value: str) -> str:
+    try:
+        ip = ipaddress.IPv4Address(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv4 address") from None
+    if str(ip) != value:
+        raise ValueError(f"{value!r} is not an IPv4 address in canonical form")
+    return value
+
+
+def _cidr(value: str) -> str:
+    try:
+        net = ipaddress.IPv4Network(value, strict=True)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv4 CIDR") from None
+    if str(net) != value:
+        raise ValueError(f"{value!r} is not an IPv4 CIDR in canonical form")
+    return value
+
+
+def _host(value: str) -> str:
+    try:
+        return validate_host(value)
+    except ContractError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _queue(value: str) -> str:
+    try:
+        return validate_queue(value)
+    except ContractError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _vdsm_name(value: str) -> str:
+    if not _VDSM_NAME.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a VDSM network name (1-15 characters of A-Z a-z 0-9 _ -, "
+            "not starting with '-')"
+        )
+    return value
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+Uuid = Annotated[str, AfterValidator(_uuid)]
+Mac = Annotated[str, AfterValidator(_mac)]
+IPv4 = Annotated[str, AfterValidator(_ipv4)]
+Cidr = Annotated[str, AfterValidator(_cidr)]
+Host = Annotated[str, AfterValidator(_host)]
+QueueName = Annotated[str, AfterValidator(_queue)]
+VdsmName = Annotated[str, AfterValidator(_vdsm_name)]
+Revision = Annotated[int, Field(ge=0)]
+Timestamp = Annotated[float, AfterValidator(_finite)]
+Text = Annotated[str, Field(max_length=255)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True)
+
+
+# -- bodies ------------------------------------------------------------------------
+
+
+class FixedIp(_Model):
+    subnet_id: Uuid
+    ip_address: IPv4
+
+
+class PortState(_Model):
+    id: Uuid
+    network_id: Uuid
+    mac_address: Mac
+    fixed_ips: Annotated[list[FixedIp], Field(max_length=MAX_FIXED_IPS)]
+    revision_number: Revision
+    device_owner: Text
+    admin_state_up: bool
+
+
+class HostRoute(_Model):
+    destination: Cidr
+    nexthop: IPv4
+
+
+class SubnetState(_Model):
+    id: Uuid
+    cidr: Cidr
+    gateway_ip: IPv4 | None
+    enable_dhcp: bool
+    dns_nameservers: Annotated[list[IPv4], Field(max_length=MAX_DNS)]
+    host_routes: Annotated[list[HostRoute], Field(max_length=MAX_ROUTES)]
+    revision_number: Revision
+
+
+class NetworkInfo(_Model):
+    id: Uuid
+    vdsm_name: VdsmName
+    mtu: Annotated[int, Field(ge=68, le=65535)]
+    admin_state_up: bool
+    revision_number: Revision
+
+
+class NetworkState(_Model):
+    network: NetworkInfo
+    subnets: Annotated[list[SubnetState], Field(max_length=MAX_SUBNETS)]
+    ports: Annotated[list[PortState], Field(max_length=MAX_PORTS)]
+    dhcp_port: PortState | None
+
+
+class SyncRequest(_Model):
+    host: Host
+    networks: Annotated[list[Uuid], Field(max_length=MAX_NETWORKS)]
+
+
+class SyncReply(_Model):
+    networks: Annotated[list[NetworkState], Field(max_length=MAX_NETWORKS)]
+    missing: Annotated[list[Uuid], Field(max_length=MAX_NETWORKS)]
+
+
+class PortEvent(_Model):
+    port: PortState
+
+
+class NetworkEvent(_Model):
+    network_id: Uuid
+    revision_number: Revision
+
+
+class SubnetEvent(_Model):
+    network_id: Uuid
+    subnet_id: Uuid
+    revision_number: Revision
+
+
+class AckedPort(_Model):
+    id: Uuid
+    revision_number: Revision
+
+
+class PortAck(_Model):
+    host: Host
+    network_id: Uuid
+    ports: Annotated[list[AckedPort], Field(max_length=MAX_PORTS)]
+
+
+class ServedNetwork(_Model):
+    id: Uuid
+    ports: Annotated[int, Field(ge=0)]
+    dnsmasq: Literal["running", "starting", "down"]
+
+
+class Heartbeat(_Model):
+    host: Host
+    started_at: Timestamp
+    networks: Annotated[list[ServedNetwork], Field(max_length=MAX_NETWORKS)]
+
+
+class NetworkRelease(_Model):
+    host: Host
+    network_id: Uuid
+
+
+#: Message type -> the model of its body.
+TYPES: dict[str, type[BaseModel]] = {
+    "sync.request": SyncRequest,
+    "sync.reply": SyncReply,
+    "port.update": PortEvent,
+    "port.delete": PortEvent,
+    "network.update": NetworkEvent,
+    "network.delete": NetworkEvent,
+    "subnet.update": SubnetEvent,
+    "subnet.delete": SubnetEvent,
+    "port.ack": PortAck,
+    "agent.heartbeat": Heartbeat,
+    "network.release": NetworkRelease,
+}
+
+
+def _check_version(value: int) -> int:
+    if value != VERSION:
+        raise ValueError(f"unsupported message version {value} (this side speaks {VERSION})")
+    return value
+
+
+def _check_type(value: str) -> str:
+    if value not in TYPES:
+        raise ValueError(f"unknown message type {value[:64]!r}")
+    return value
+
+
+class Envelope(_Model):
+    """What travels on the bus; ``body`` is validated against TYPES[type] by decode."""
+
+    v: Annotated[int, AfterValidator(_check_version)]
+    type: Annotated[str, AfterValidator(_check_type)]
+    id: Uuid
+    sent_at: Timestamp
+    sender: Text
+    reply_to: QueueName | None = None
+    correlation_id: Uuid | None = None
+    body: dict[str, Any]
+
+
+# -- building and reading messages ---------------------------------------------------
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def make(
+    type: str,
+    body: BaseModel,
+    sender: str,
+    reply_to: str | None = None,
+    correlation_id: str | None = None,
+) -> Envelope:
+    """A new envelope (fresh id, sent now) carrying body, which must fit type."""
+    model = TYPES.get(type)
+    if model is None:
+        raise ContractError(f"unknown message type {type!r}")
+    if not isinstance(body, model):
+        raise ContractError(
+            f"a {type} message carries a {model.__name__}, not a {body.__class__.__name__}"
+        )
+    try:
+        return Envelope(
+            v=VERSION,
+            type=type,
+            id=new_id(),
+            sent_at=time.time(),
+            sender=sender,
+            reply_to=reply_to,
+            correlation_id=correlation_id,
+            body=body.model_dump(mode="json"),
+        )
+    except ValidationError as exc:
+        raise ContractError(f"invalid envelope: {_reasons(exc)}") from None
+
+
+def encode(env: Envelope) -> bytes:
+    """The envelope as compact UTF-8 JSON."""
+    return env.model_dump_json().encode()
+
+
+def _reasons(exc: ValidationError, limit: int = 5) -> str:
+    errors = exc.errors(include_url=False, include_input=False)
+    parts = []
+    for err in errors[:limit]:
+        where = ".".join(str(p) for p in err["loc"]) or "(root)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unexpected field"
+        parts.append(f"{where}: {msg}")
+    if len(errors) > limit:
+        parts.append(f"and {len(errors) - limit} more")
+    return "; ".join(parts)
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def decode(raw: bytes | str | dict) -> tuple[Envelope, BaseModel]:
+    """Validate an envelope and the body its type names; ContractError if malformed."""
+    if isinstance(raw, bytes | bytearray | memoryview | str):
+        size = len(raw) if not isinstance(raw, str) else len(raw.encode("utf-8", "replace"))
+        if size > MAX_MESSAGE_BYTES:
+            raise ContractError(
+                f"message too large: {size} bytes (at most {MAX_MESSAGE_BYTES} bytes)"
+            )
+        try:
+            data = json.loads(
+                bytes(raw) if not isinstance(raw, str) else raw, parse_constant=_no_constants
+            )
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            raise ContractError(f"message is not valid JSON: {str(exc)[:200]}") from None
+    elif isinstance(raw, dict):
+        data = raw
+    else:
+        raise ContractError(f"message is a {type(raw).__name__}, not JSON bytes, str or dict")
+    if not isinstance(data, dict):
+        raise ContractError(f"message is a JSON {type(data).__name__}, not an object")
+    # Version first: a message of another version gets that reason, not a field list.
+    if "v" in data and data["v"] != VERSION:
+        raise ContractError(
+            f"unsupported message version {str(data['v'])[:32]} (this side speaks {VERSION})"
+        )
+    try:
+        env = Envelope.model_validate(data)
+    except ValidationError as exc:
+        raise ContractError(f"invalid envelope: {_reasons(exc)}") from None
+    try:
+        body = TYPES[env.type].model_validate(env.body)
+    except ValidationError as exc:
+        raise ContractError(f"invalid {env.type} body: {_reasons(exc)}") from None
+    return env, body
