@@ -9,8 +9,10 @@ before it reads the next. inotify wakes the follower the moment a line is added.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import threading
 from dataclasses import dataclass
 
 from inotify_simple import INotify, flags
@@ -38,6 +40,58 @@ def parse(line: str) -> LogEvent | None:
     return None
 
 
+class _Watcher:
+    """One inotify instance for the whole agent (instances are limited per user, to
+    128 by default; an agent may serve hundreds of networks): a thread turns its
+    events into wake-ups of the followers watching each directory."""
+
+    def __init__(self) -> None:
+        self._inotify = INotify()
+        self._lock = threading.Lock()
+        self._by_wd: dict[int, set[threading.Event]] = {}
+        self._wd_of: dict[str, int] = {}
+        threading.Thread(target=self._run, name="inotify", daemon=True).start()
+
+    def watch(self, directory: str, event: threading.Event) -> None:
+        with self._lock:
+            wd = self._inotify.add_watch(directory, flags.MODIFY | flags.CREATE | flags.MOVED_TO)
+            self._wd_of[directory] = wd
+            self._by_wd.setdefault(wd, set()).add(event)
+
+    def unwatch(self, directory: str, event: threading.Event) -> None:
+        with self._lock:
+            wd = self._wd_of.get(directory)
+            if wd is None:
+                return
+            events = self._by_wd.get(wd, set())
+            events.discard(event)
+            if not events:
+                self._by_wd.pop(wd, None)
+                self._wd_of.pop(directory, None)
+                with contextlib.suppress(OSError):  # the directory went, and the watch
+                    self._inotify.rm_watch(wd)
+
+    def _run(self) -> None:
+        while True:
+            for ev in self._inotify.read():
+                with self._lock:
+                    waiters = list(self._by_wd.get(ev.wd, ()))
+                for waiter in waiters:
+                    waiter.set()
+
+
+_watcher: _Watcher | None = None
+_watcher_lock = threading.Lock()
+
+
+def _shared_watcher() -> _Watcher:
+    global _watcher
+    with _watcher_lock:
+        if _watcher is None:
+            _watcher = _Watcher()
+        return _watcher
+
+
 class LogFollower:
     """Reads the lines dnsmasq appends, across truncation and rotation."""
 
@@ -46,10 +100,10 @@ class LogFollower:
         self._fd: int | None = None
         self._inode: int | None = None
         self._buf = b""
-        self._inotify = INotify()
-        dirname = os.path.dirname(path)
-        os.makedirs(dirname, exist_ok=True)
-        self._inotify.add_watch(dirname, flags.MODIFY | flags.CREATE | flags.MOVED_TO)
+        self._dir = os.path.dirname(path)
+        os.makedirs(self._dir, exist_ok=True)
+        self._changed = threading.Event()
+        _shared_watcher().watch(self._dir, self._changed)
 
     def _reopen(self) -> None:
         """Follow the path: a rotated (replaced) log is read from its start."""
@@ -84,11 +138,12 @@ class LogFollower:
         self.lines()
 
     def wait(self, timeout: float) -> None:
-        """Block until the log directory changes, or timeout (seconds)."""
-        self._inotify.read(timeout=max(0, int(timeout * 1000)))
+        """Block until the log directory changed since the last wait, or timeout."""
+        self._changed.wait(max(0.0, timeout))
+        self._changed.clear()
 
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-        self._inotify.close()
+        _shared_watcher().unwatch(self._dir, self._changed)

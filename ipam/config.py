@@ -81,14 +81,31 @@ api_opts = [
     ),
 ]
 
+bus_opts = [
+    cfg.FloatOpt(
+        "polling_interval",
+        default=0.01,
+        min=0.001,
+        max=10,
+        help="Seconds between polls of the message directory when transport_url is "
+        "filesystem:// (the filesystem transport polls; AMQP does not).",
+    ),
+]
+
 CONF.register_opts(default_opts)
 CONF.register_opts(database_opts, group="database")
 CONF.register_opts(api_opts, group="api")
+CONF.register_opts(bus_opts, group="bus")
 
 
 def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
     """Entry point for oslo-config-generator (namespace ``ovirt_ipam``)."""
-    return [("DEFAULT", default_opts), ("database", database_opts), ("api", api_opts)]
+    return [
+        ("DEFAULT", default_opts),
+        ("database", database_opts),
+        ("api", api_opts),
+        ("bus", bus_opts),
+    ]
 
 
 def database_url(conf: cfg.ConfigOpts = CONF) -> str:

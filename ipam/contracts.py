@@ -39,6 +39,7 @@ _HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 _QUEUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 _VDSM_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,14}")
+_PRINTABLE = re.compile(r"[\x20-\x7e]{0,255}")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 MAX_NETWORKS = 10_000
@@ -141,6 +142,12 @@ def _vdsm_name(value: str) -> str:
     return value
 
 
+def _printable(value: str) -> str:
+    if not _PRINTABLE.fullmatch(value):
+        raise ValueError("must be printable ASCII, at most 255 characters")
+    return value
+
+
 def _finite(value: float) -> float:
     if not math.isfinite(value):
         raise ValueError("must be a finite number")
@@ -157,6 +164,7 @@ VdsmName = Annotated[str, AfterValidator(_vdsm_name)]
 Revision = Annotated[int, Field(ge=0)]
 Timestamp = Annotated[float, AfterValidator(_finite)]
 Text = Annotated[str, Field(max_length=255)]
+Sender = Annotated[str, AfterValidator(_printable)]
 
 
 class _Model(BaseModel):
@@ -299,7 +307,7 @@ class Envelope(_Model):
     type: Annotated[str, AfterValidator(_check_type)]
     id: Uuid
     sent_at: Timestamp
-    sender: Text
+    sender: Sender
     reply_to: QueueName | None = None
     correlation_id: Uuid | None = None
     body: dict[str, Any]

@@ -126,8 +126,11 @@ class OrderedFilesystemTransport(filesystem.Transport):
     driver_name = "ovirt-ipam-filesystem"
 
 
-def connection(url: str, polling_interval: float = 0.01, heartbeat: float = 0) -> kombu.Connection:
-    """A new kombu Connection for a transport URL (see the module doc)."""
+def connection(
+    url: str, polling_interval: float = 0.01, heartbeat: float = 0, name: str = ""
+) -> kombu.Connection:
+    """A new kombu Connection for a transport URL (see the module doc); name is the
+    connection name RabbitMQ shows (and rabbitmqctl lists as user_provided_name)."""
     if url.startswith("filesystem://"):
         path = url[len("filesystem://") :]
         if not path.startswith("/"):
@@ -153,7 +156,10 @@ def connection(url: str, polling_interval: float = 0.01, heartbeat: float = 0) -
             url,
             connect_timeout=CONNECT_TIMEOUT,
             heartbeat=heartbeat,
-            transport_options={"confirm_publish": True},
+            transport_options={
+                "confirm_publish": True,
+                "client_properties": {"connection_name": name or f"ovirt-ipam pid {os.getpid()}"},
+            },
         )
     raise ValueError(
         f"unsupported transport URL {mask_url(url)!r}: use filesystem:///path or amqp://"
@@ -184,8 +190,9 @@ class Bus:
     def __repr__(self) -> str:
         return f"Bus({self.safe_url!r}, name={self.name!r})"
 
-    def _connect(self, heartbeat: float = 0) -> kombu.Connection:
-        return connection(self.url, self.polling_interval, heartbeat)
+    def _connect(self, role: str, heartbeat: float = 0) -> kombu.Connection:
+        name = f"ovirt-ipam {self.name or 'bus'} {role} pid {os.getpid()}"
+        return connection(self.url, self.polling_interval, heartbeat, name)
 
     # -- publishing ------------------------------------------------------------------
 
@@ -193,11 +200,16 @@ class Bus:
         """Send env to queue (declared durable first); retries on connection errors."""
         q = _queue(queue)
         body = contracts.encode(env)
+        if len(body) > contracts.MAX_MESSAGE_BYTES:
+            raise ContractError(
+                f"{env.type} {env.id} is too large to send: {len(body)} bytes "
+                f"(at most {contracts.MAX_MESSAGE_BYTES} bytes)"
+            )
         with self._pub_lock:
             if self._closed:
                 raise RuntimeError(f"{self!r} is closed")
             if self._pub_conn is None:
-                self._pub_conn = self._connect()
+                self._pub_conn = self._connect("publish")
                 self._producer = None
                 self._declared.clear()
             conn = self._pub_conn
@@ -273,7 +285,20 @@ class Bus:
         backoff = 0.5
         lost = False
         while not stop.is_set():
-            conn = self._connect(heartbeat=AMQP_HEARTBEAT)
+            try:
+                conn = self._connect(f"consume {queue}", heartbeat=AMQP_HEARTBEAT)
+            except OSError as exc:
+                lost = True
+                LOG.warning(
+                    "Bus %s: cannot open for %s (%s); retrying in %.1fs",
+                    self.safe_url,
+                    queue,
+                    exc,
+                    backoff,
+                )
+                stop.wait(backoff)
+                backoff = min(backoff * 2, RECONNECT_MAX)
+                continue
             try:
                 conn.connect()
                 channel = conn.channel()
@@ -306,6 +331,19 @@ class Bus:
                     queue,
                     type(exc).__name__,
                     exc,
+                    backoff,
+                )
+                stop.wait(backoff)
+                backoff = min(backoff * 2, RECONNECT_MAX)
+            except Exception:
+                # Not a transport error we know of: still never the end of the consumer.
+                if stop.is_set():
+                    break
+                lost = True
+                LOG.exception(
+                    "Bus %s: consuming %s failed unexpectedly; restarting in %.1fs",
+                    self.safe_url,
+                    queue,
                     backoff,
                 )
                 stop.wait(backoff)
@@ -350,7 +388,7 @@ class Bus:
             finally:
                 message.ack()
 
-        with self._call_lock, self._connect(heartbeat=AMQP_HEARTBEAT) as conn:
+        with self._call_lock, self._connect(f"call {queue}", AMQP_HEARTBEAT) as conn:
             conn.ensure_connection(
                 max_retries=RETRY_POLICY["max_retries"],
                 interval_start=RETRY_POLICY["interval_start"],

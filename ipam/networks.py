@@ -168,8 +168,9 @@ def update(conn: Connection, net_id: str, attrs: dict[str, Any]) -> dict[str, An
     return show(conn, net_id)
 
 
-def delete(conn: Connection, net_id: str) -> None:
-    get_row(conn, net_id, lock=True)
+def delete(conn: Connection, net_id: str) -> int:
+    """Delete the network (and its DHCP ports); returns its last revision_number."""
+    row = get_row(conn, net_id, lock=True)
     in_use = conn.execute(
         sa.select(sa.func.count())
         .select_from(ports)
@@ -184,3 +185,4 @@ def delete(conn: Connection, net_id: str) -> None:
     conn.execute(sa.delete(ports).where(ports.c.network_id == net_id))
     conn.execute(sa.delete(subnets).where(subnets.c.network_id == net_id))
     conn.execute(sa.delete(networks).where(networks.c.id == net_id))
+    return row.revision_number

@@ -288,7 +288,10 @@ def update(conn: Connection, port_id: str, attrs: dict[str, Any]) -> dict[str, A
     return show(conn, port_id)
 
 
-def delete(conn: Connection, port_id: str) -> None:
-    get_row(conn, port_id, lock=True)
+def delete(conn: Connection, port_id: str) -> dict[str, Any]:
+    """Delete the port; returns its view as it was (for the agents' port.delete)."""
+    row = get_row(conn, port_id, lock=True)
+    gone = view(row, _fixed_ips(conn, [port_id]).get(port_id, []))
     allocation.release(conn, port_id)
     conn.execute(sa.delete(ports).where(ports.c.id == port_id))
+    return gone

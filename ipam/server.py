@@ -1,22 +1,28 @@
-"""The engine process (``ovirt-ipam engine``): checks the store, serves the API."""
+"""The engine process (``ovirt-ipam engine``): checks the store, serves the API and
+the bus (ipam.bus_server), and publishes the store's changes to the agents."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 import uvicorn
 from oslo_config import cfg
 
 from ipam import config
 from ipam.api.app import auth_plugin, create_app
+from ipam.bus_server import BusServer
 from ipam.db import migrate
 from ipam.db.engine import Database
+from ipam.messaging import Bus
+from ipam.notifier import Notifier
 from ipam.store import Store
 
 LOG = logging.getLogger(__name__)
 
 
-def open_store(conf: cfg.ConfigOpts) -> Store:
+def open_database(conf: cfg.ConfigOpts) -> Database:
     """Connect and check the schema; an empty embedded SQLite store is initialised."""
     url = config.database_url(conf)
     db = Database(url, conf.database.max_retries, conf.database.pool_size)
@@ -24,25 +30,57 @@ def open_store(conf: cfg.ConfigOpts) -> Store:
         LOG.info("Initialising the embedded store %s", url)
         migrate.upgrade(db)
     migrate.check(db)
-    return Store(db, conf.base_mac)
+    return db
+
+
+def open_store(conf: cfg.ConfigOpts, notifier: Notifier | None = None) -> Store:
+    """The store on a checked database (see open_database)."""
+    return Store(open_database(conf), conf.base_mac, notifier=notifier)
 
 
 def run(conf: cfg.ConfigOpts) -> None:
     config.check_api_config(conf)
-    store = open_store(conf)
+    db = open_database(conf)
+    try:
+        bus = Bus(
+            config.transport_url(conf), polling_interval=conf.bus.polling_interval, name="engine"
+        )
+    except ValueError as exc:
+        raise cfg.Error(f"[DEFAULT] transport_url: {exc}") from None
+    notifier = Notifier(bus, db)
+    store = Store(db, conf.base_mac, notifier=notifier)
+    bus_server = BusServer(store, bus, notifier)
     app = create_app(store, auth_plugin(conf), conf.api.max_request_body_size, conf.api.public_url)
     LOG.info(
-        "Engine serving the API on http://%s:%d (auth_strategy=%s, store=%s)",
+        "Engine serving the API on http://%s:%d (auth_strategy=%s, store=%s, bus=%s)",
         conf.api.bind_host,
         conf.api.bind_port,
         conf.api.auth_strategy,
         store.db.engine.url.render_as_string(hide_password=True),
+        bus.safe_url,
     )
-    uvicorn.run(
-        app,
-        host=conf.api.bind_host,
-        port=conf.api.bind_port,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-    )
+
+    def shutdown() -> None:
+        bus_server.stop()
+        bus.close()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: object) -> AsyncIterator[None]:
+        # uvicorn re-raises SIGTERM once it has shut down, so stop the bus here.
+        yield
+        shutdown()
+        LOG.info("Bus server stopped")
+
+    app.router.lifespan_context = lifespan
+    bus_server.start()
+    try:
+        uvicorn.run(
+            app,
+            host=conf.api.bind_host,
+            port=conf.api.bind_port,
+            log_config=None,
+            access_log=False,
+            server_header=False,
+        )
+    finally:
+        shutdown()

@@ -1,16 +1,22 @@
 """The IPAM store: every read and change of networks, subnets and ports.
 
-One entry point for the REST API, the CLI and (later) the DHCP manager; each
-call is one transaction, retried whole when it loses a race (ipam.db.engine).
+One entry point for the REST API, the CLI, the bus server and (later) the DHCP
+manager; each call is one transaction, retried whole when it loses a race
+(ipam.db.engine). With a notifier (ipam.notifier), every committed change of a
+network, subnet or port is published to the DHCP agents serving its network.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
-from ipam import availability, filters, networks, ports, subnets, validators
+from ipam import agents, availability, filters, networks, ports, subnets, validators
 from ipam.db.engine import Database
+
+if TYPE_CHECKING:
+    from ipam.notifier import Notifier
 
 LOG = logging.getLogger(__name__)
 
@@ -38,9 +44,24 @@ def _split(kind: str, wanted: dict[str, list[str]]) -> tuple[dict, dict]:
 
 
 class Store:
-    def __init__(self, db: Database, base_mac: str = "fa:16:3e:00:00:00") -> None:
+    def __init__(
+        self,
+        db: Database,
+        base_mac: str = "fa:16:3e:00:00:00",
+        notifier: Notifier | None = None,
+    ) -> None:
         self.db = db
         self.mac_prefix = validators.base_mac_prefix(base_mac)
+        self.notifier = notifier
+
+    def _notify(self, method: str, *args: Any) -> None:
+        """Tell the agents, after the commit; a failure is logged, never raised."""
+        if self.notifier is None:
+            return
+        try:
+            getattr(self.notifier, method)(*args)
+        except Exception:
+            LOG.exception("Notifying the DHCP agents (%s) failed", method)
 
     # networks
     def create_network(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -51,6 +72,7 @@ class Store:
             net["vdsm_name"],
             net["ha_count"],
         )
+        self._notify("network_changed", net)
         return net
 
     def get_network(self, net_id: str) -> dict[str, Any]:
@@ -65,16 +87,19 @@ class Store:
     def update_network(self, net_id: str, attrs: dict[str, Any]) -> dict[str, Any]:
         net = self.db.write(lambda c: networks.update(c, net_id, attrs))
         LOG.info("Updated network %s revision=%d", net_id, net["revision_number"])
+        self._notify("network_changed", net)
         return net
 
     def delete_network(self, net_id: str) -> None:
-        self.db.write(lambda c: networks.delete(c, net_id))
+        revision = self.db.write(lambda c: networks.delete(c, net_id))
         LOG.info("Deleted network %s", net_id)
+        self._notify("network_deleted", net_id, revision)
 
     # subnets
     def create_subnet(self, attrs: dict[str, Any]) -> dict[str, Any]:
         sub = self.db.write(lambda c: subnets.create(c, attrs))
         LOG.info("Created subnet %s cidr=%s network=%s", sub["id"], sub["cidr"], sub["network_id"])
+        self._notify("subnet_changed", sub)
         return sub
 
     def get_subnet(self, subnet_id: str) -> dict[str, Any]:
@@ -89,11 +114,13 @@ class Store:
     def update_subnet(self, subnet_id: str, attrs: dict[str, Any]) -> dict[str, Any]:
         sub = self.db.write(lambda c: subnets.update(c, subnet_id, attrs))
         LOG.info("Updated subnet %s revision=%d", subnet_id, sub["revision_number"])
+        self._notify("subnet_changed", sub)
         return sub
 
     def delete_subnet(self, subnet_id: str) -> None:
-        self.db.write(lambda c: subnets.delete(c, subnet_id))
+        sub = self.db.write(lambda c: subnets.delete(c, subnet_id))
         LOG.info("Deleted subnet %s", subnet_id)
+        self._notify("subnet_deleted", sub)
 
     # ports
     def create_port(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -105,6 +132,7 @@ class Store:
             port["mac_address"],
             ",".join(f["ip_address"] for f in port["fixed_ips"]),
         )
+        self._notify("port_changed", port)
         return port
 
     def get_port(self, port_id: str) -> dict[str, Any]:
@@ -125,11 +153,13 @@ class Store:
             port["mac_address"],
             ",".join(f["ip_address"] for f in port["fixed_ips"]),
         )
+        self._notify("port_changed", port)
         return port
 
     def delete_port(self, port_id: str) -> None:
-        self.db.write(lambda c: ports.delete(c, port_id))
+        port = self.db.write(lambda c: ports.delete(c, port_id))
         LOG.info("Deleted port %s", port_id)
+        self._notify("port_deleted", port)
 
     # availability
     def ip_availabilities(self, wanted: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
@@ -142,3 +172,72 @@ class Store:
         with self.db.read() as c:
             networks.get_row(c, net_id)
             return availability.list_(c, [net_id])[0]
+
+    # DHCP agents (the bus server)
+    def subscribe_agent(self, host: str, net_ids: list[str]) -> list[str]:
+        """Subscribe host's agent to the events of net_ids (added to what it has)."""
+        served = self.db.write(lambda c: agents.subscribe(c, host, net_ids, time.time()))
+        self._notify("invalidate")
+        return served
+
+    def agent_heartbeat(
+        self, host: str, served: list[str], status: dict[str, Any], started_at: float
+    ) -> None:
+        """Record a heartbeat; the networks it lists become the host's subscription."""
+        self.db.write(lambda c: agents.heartbeat(c, host, served, status, started_at, time.time()))
+        self._notify("invalidate")
+
+    def release_network(self, host: str, net_id: str) -> list[dict[str, Any]]:
+        """host no longer serves net_id: unsubscribe it, delete its DHCP port there."""
+        gone = self.db.write(lambda c: agents.release(c, host, net_id, time.time()))
+        self._notify("invalidate")
+        for port in gone:
+            LOG.info("Deleted DHCP port %s of host %s on network %s", port["id"], host, net_id)
+            self._notify("port_deleted", port)
+        return gone
+
+    def list_agents(self) -> list[dict[str, Any]]:
+        with self.db.read() as c:
+            return agents.list_agents(c)
+
+    def agent_subscriptions(self) -> dict[str, list[str]]:
+        """network id -> hosts whose agents are subscribed to it."""
+        with self.db.read() as c:
+            return agents.subscriptions(c)
+
+    def ensure_dhcp_port(self, net_id: str, host: str) -> dict[str, Any] | None:
+        """host's DHCP port on net_id, with an IP on each DHCP-enabled subnet; None
+        when the network has none. Created or brought up to date when needed."""
+        port, changed = self.db.write(
+            lambda c: agents.ensure_dhcp_port(c, net_id, host, self.mac_prefix)
+        )
+        if changed and port is not None:
+            LOG.info(
+                "DHCP port %s of host %s on network %s revision=%d ips=%s",
+                port["id"],
+                host,
+                net_id,
+                port["revision_number"],
+                ",".join(f["ip_address"] for f in port["fixed_ips"]),
+            )
+            self._notify("port_changed", port)
+        return port
+
+    def network_state(self, net_id: str) -> dict[str, Any]:
+        """{network, subnets, ports} of net_id, read in one transaction."""
+        with self.db.read() as c:
+            return agents.network_state(c, net_id)
+
+    def record_acks(self, host: str, net_id: str, acked: dict[str, int]) -> tuple[int, list[str]]:
+        """Record host's readiness acknowledgements {port id: revision} on net_id; ports
+        acknowledged at their current revision become ACTIVE (revision unchanged).
+        Returns (acknowledgements recorded, ids of ports that became ACTIVE)."""
+        return self.db.write(lambda c: agents.record_acks(c, host, net_id, acked, time.time()))
+
+    def set_port_status(self, port_id: str, revision: int, status: str) -> bool:
+        """Set a port's status if it is still at revision, without bumping revision_number."""
+        return self.db.write(lambda c: agents.set_port_status(c, port_id, revision, status))
+
+    def port_acks(self, port_id: str) -> list[dict[str, Any]]:
+        with self.db.read() as c:
+            return agents.acks_of(c, port_id)

@@ -255,8 +255,9 @@ def _allocated(conn: Connection, subnet_id: str, ip: int) -> bool:
     )
 
 
-def delete(conn: Connection, subnet_id: str) -> None:
-    get_row(conn, subnet_id, lock=True)
+def delete(conn: Connection, subnet_id: str) -> dict[str, Any]:
+    """Delete the subnet; returns its view as it was (for the agents' subnet.delete)."""
+    row = get_row(conn, subnet_id, lock=True)
     users = conn.execute(
         sa.select(ports.c.id, ports.c.device_owner)
         .join(ip_allocations, ip_allocations.c.port_id == ports.c.id)
@@ -267,4 +268,6 @@ def delete(conn: Connection, subnet_id: str) -> None:
             f"Unable to complete operation on subnet {subnet_id}: one or more ports have an "
             "IP allocation from this subnet."
         )
+    gone = view(row, allocation.load_pools(conn, subnet_id))
     conn.execute(sa.delete(subnets).where(subnets.c.id == subnet_id))
+    return gone

@@ -28,6 +28,18 @@ def _engine(rest: list[str]) -> int:
     return 0
 
 
+def _dhcp_agent(rest: list[str]) -> int:
+    from dhcp_driver import config as agent_config  # noqa: F401 (registers [dhcp_agent])
+    from dhcp_driver.agent import Agent
+    from ipam.messaging import Bus
+
+    conf = _load_conf(rest)
+    bus = Bus(config.transport_url(conf), polling_interval=conf.bus.polling_interval,
+              name=f"dhcp-agent@{conf.dhcp_agent.host}")
+    Agent(conf, bus).run()
+    return 0
+
+
 def _db(action: str, rest: list[str]) -> int:
     from ipam.db import migrate
     from ipam.db.engine import Database
@@ -53,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Options: --config-file, --config-dir (oslo.config).",
         add_help=False,
     )
+    sub.add_parser("dhcp-agent", help="run the DHCP agent of this host",
+                   description="Options: --config-file, --config-dir (oslo.config).",
+                   add_help=False)
     db = sub.add_parser("db", help="store schema migrations")
     db.add_argument("action", choices=["upgrade", "check"])
     admin.add_parsers(sub)
@@ -66,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "engine":
             return _engine(rest)
+        if args.command == "dhcp-agent":
+            return _dhcp_agent(rest)
         if args.command == "db":
             return _db(args.action, rest)
         if rest:

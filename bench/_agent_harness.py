@@ -1,0 +1,645 @@
+"""Parts of the DHCP agent benchmark (bench.ack_latency): a stand-in engine on the
+bus, synthetic network states, a real ``ovirt-ipam dhcp-agent`` process, test
+bridges, and a plain dnsmasq fed by ``--dhcp-hostsfile`` (the rewrite-and-SIGHUP
+approach) with a DHCP probe that proves when a reload is complete.
+
+Everything created here carries a random tag and is removed by its owner, ended by
+pid (never by name).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import psutil
+from pydantic import BaseModel
+from pyroute2 import IPRoute, NetNS, netns
+
+from dhcp_driver.dnsmasq_log import LogFollower, parse
+from dhcp_driver.interface import OvirtInterfaceDriver
+from dhcp_driver.mapping import write_mapping
+from ipam import config as ipam_config
+from ipam import contracts
+from ipam.contracts import (
+    Envelope,
+    FixedIp,
+    NetworkInfo,
+    NetworkState,
+    PortEvent,
+    PortState,
+    SubnetState,
+    SyncReply,
+)
+from ipam.messaging import Bus
+
+SENDER = "ovirt-ipam-bench-engine"
+DHCP_OWNER = "network:dhcp"
+#: The agent's own default ([bus] polling_interval), used by both ends of the bus.
+POLLING_INTERVAL: float = next(
+    o.default for o in ipam_config.bus_opts if o.name == "polling_interval"
+)
+
+
+def tag(n: int = 6) -> str:
+    return secrets.token_hex(n)[:n]
+
+
+def progress(msg: str) -> None:
+    print(f"# {msg}", flush=True)
+
+
+# -- synthetic engine state ---------------------------------------------------------------
+
+
+class SyntheticNetwork:
+    """One network with one /16 DHCP subnet, a DHCP port and ``ports`` VM ports.
+
+    ``index`` (0-255) makes MACs and the subnet (10.<index>.0.0/16) unique across the
+    networks of one run.
+    """
+
+    def __init__(self, index: int, bridge: str, ports: int) -> None:
+        self.index, self.bridge = index, bridge
+        self.id = str(uuid.uuid4())
+        self.subnet_id = str(uuid.uuid4())
+        self.cidr = f"10.{index}.0.0/16"
+        self.next_port = 0
+        self.dhcp_port = PortState(
+            id=str(uuid.uuid4()),
+            network_id=self.id,
+            mac_address=f"02:fe:00:00:{index:02x}:02",
+            fixed_ips=[FixedIp(subnet_id=self.subnet_id, ip_address=f"10.{index}.0.2")],
+            revision_number=1,
+            device_owner=DHCP_OWNER,
+            admin_state_up=True,
+        )
+        self.ports: list[PortState] = [self.new_port() for _ in range(ports)]
+
+    def new_port(self) -> PortState:
+        """A port never seen before: fresh id, MAC and IP (revision 1)."""
+        j = self.next_port
+        self.next_port += 1
+        host = j + 10  # .0.1 gateway, .0.2 DHCP port
+        if host > 65533:
+            raise ValueError("the /16 is full")
+        return PortState(
+            id=str(uuid.uuid4()),
+            network_id=self.id,
+            mac_address=f"02:{self.index:02x}:00:{j >> 16 & 255:02x}:{j >> 8 & 255:02x}:"
+            f"{j & 255:02x}",
+            fixed_ips=[
+                FixedIp(
+                    subnet_id=self.subnet_id, ip_address=f"10.{self.index}.{host >> 8}.{host & 255}"
+                )
+            ],
+            revision_number=1,
+            device_owner="oVirt",
+            admin_state_up=True,
+        )
+
+    def state(self) -> NetworkState:
+        return NetworkState(
+            network=NetworkInfo(
+                id=self.id, vdsm_name=self.bridge, mtu=1500, admin_state_up=True, revision_number=1
+            ),
+            subnets=[
+                SubnetState(
+                    id=self.subnet_id,
+                    cidr=self.cidr,
+                    gateway_ip=f"10.{self.index}.0.1",
+                    enable_dhcp=True,
+                    dns_nameservers=[],
+                    host_routes=[],
+                    revision_number=1,
+                )
+            ],
+            ports=[*self.ports, self.dhcp_port],
+            dhcp_port=self.dhcp_port,
+        )
+
+
+# -- the engine's side of the bus ---------------------------------------------------------
+
+
+class FakeEngine:
+    """Consumes ENGINE_QUEUE: answers sync.request from the synthetic networks, and
+    records when the first acknowledgement of each (port id, revision) arrived."""
+
+    def __init__(self, url: str) -> None:
+        self.bus = Bus(url, polling_interval=POLLING_INTERVAL, name="bench-engine")
+        self.networks: dict[str, SyntheticNetwork] = {}
+        self.acked: dict[tuple[str, int], float] = {}
+        self.ack_messages = 0
+        self.syncs: list[tuple[float, int]] = []  # (when, networks asked)
+        self.heartbeats = 0
+        self.cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self.bus.consume,
+            args=(contracts.ENGINE_QUEUE, self._handle, self._stop),
+            name="bench-engine",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def add(self, net: SyntheticNetwork) -> None:
+        self.networks[net.id] = net
+
+    def _handle(self, env: Envelope, body: BaseModel) -> None:
+        now = time.monotonic()
+        if env.type == "port.ack":
+            with self.cond:
+                self.ack_messages += 1
+                for p in body.ports:  # type: ignore[attr-defined]
+                    self.acked.setdefault((p.id, p.revision_number), now)
+                self.cond.notify_all()
+        elif env.type == "sync.request":
+            asked = body.networks  # type: ignore[attr-defined]
+            self.syncs.append((now, len(asked)))
+            states = [self.networks[n].state() for n in asked if n in self.networks]
+            missing = [n for n in asked if n not in self.networks]
+            self.bus.reply(
+                env,
+                contracts.make("sync.reply", SyncReply(networks=states, missing=missing), SENDER),
+            )
+        elif env.type == "agent.heartbeat":
+            self.heartbeats += 1
+
+    def publish_port(self, host: str, port: PortState) -> float:
+        """Publish a port.update to the agent; returns the monotonic time just before."""
+        env = contracts.make("port.update", PortEvent(port=port), SENDER)
+        started = time.monotonic()
+        self.bus.publish(contracts.agent_queue(host), env)
+        return started
+
+    def wait_acked(
+        self,
+        keys: Iterable[tuple[str, int]],
+        timeout: float,
+        alive: Any = None,
+    ) -> float:
+        """Block until every (port id, revision) is acknowledged; returns the time the
+        last of them arrived. TimeoutError, or RuntimeError when alive() turns False."""
+        keys = list(keys)
+        wanted = set(keys)
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                wanted = {k for k in wanted if k not in self.acked}
+                if not wanted:
+                    return max((self.acked[k] for k in keys), default=time.monotonic())
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"{len(wanted)} port(s) not acknowledged in {timeout}s")
+                if alive is not None and not alive():
+                    raise RuntimeError("the agent process exited")
+                self.cond.wait(min(left, 0.5))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.bus.close()
+
+
+# -- bridges, the agent process -----------------------------------------------------------
+
+
+class Bridges:
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def add(self, name: str) -> str:
+        with IPRoute() as ip:
+            ip.link("add", ifname=name, kind="bridge")
+            self.names.append(name)
+            ip.link("set", index=ip.link_lookup(ifname=name)[0], state="up")
+        return name
+
+    def remove_all(self) -> None:
+        with IPRoute() as ip:
+            for name in self.names:
+                with contextlib.suppress(Exception):
+                    idx = ip.link_lookup(ifname=name)
+                    if idx:
+                        ip.link("del", index=idx[0])
+        self.names.clear()
+
+
+class AgentProcess:
+    """A real ``ovirt-ipam dhcp-agent`` (like tests/test_dhcp_agent.py's AgentProcess)."""
+
+    def __init__(self, workdir: Path, transport_url: str, host: str, prefix: str) -> None:
+        self.workdir, self.host, self.prefix = workdir, host, prefix
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.state_path = workdir / "state"
+        self.mapping = workdir / "mapping.json"
+        self.conf = workdir / "agent.conf"
+        self.conf.write_text(
+            f"[DEFAULT]\nstate_path = {self.state_path}\ntransport_url = {transport_url}\n"
+            f"[bus]\npolling_interval = {POLLING_INTERVAL}\n"
+            f"[dhcp_agent]\nhost = {host}\nmapping_file = {self.mapping}\n"
+            f"namespace_prefix = {prefix}\nresync_interval = 3600\nconfirm_timeout = 10\n"
+        )
+        self.logfile = workdir / "agent.log"
+        self.proc: subprocess.Popen | None = None
+        self.profiler: subprocess.Popen | None = None
+
+    def profile(self, out: Path, gil: bool = False) -> None:
+        """Sample the running agent with py-spy (collapsed stacks per thread) until stop."""
+        argv = ["py-spy", "record", "--nonblocking", "--threads", "--format", "raw"]
+        assert self.proc is not None
+        argv += ["-r", "250", "-o", str(out), "-p", str(self.proc.pid)]
+        self.profiler = subprocess.Popen(
+            [*argv, "--gil"] if gil else argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def stop_profile(self) -> None:
+        prof, self.profiler = self.profiler, None
+        if prof is not None and prof.poll() is None:
+            prof.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+            try:
+                prof.wait(60)
+            except subprocess.TimeoutExpired:
+                prof.kill()
+                prof.wait()
+
+    def serve(self, networks: list[SyntheticNetwork]) -> None:
+        write_mapping(self.mapping, [{"name": n.bridge, "id": n.id} for n in networks])
+
+    def start(self) -> float:
+        """Spawn the agent; returns the monotonic time just before the spawn."""
+        with open(self.logfile, "ab") as log:
+            started = time.monotonic()
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "ipam.cli.main",
+                    "dhcp-agent",
+                    "--config-file",
+                    str(self.conf),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        return started
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def rss_mb(self) -> float:
+        assert self.proc is not None
+        return psutil.Process(self.proc.pid).memory_info().rss / 2**20
+
+    def logs(self, tail: int = 4000) -> str:
+        try:
+            return self.logfile.read_text(errors="replace")[-tail:]
+        except OSError:
+            return ""
+
+    def dnsmasq_pids(self) -> list[int]:
+        return dnsmasq_pids_under(str(self.state_path) + "/")
+
+    def stop(self) -> None:
+        self.stop_profile()
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def cleanup(self) -> None:
+        """Stop the agent, the dnsmasq processes it started, its namespaces and veths."""
+        self.stop()
+        end_pids(self.dnsmasq_pids())
+        with contextlib.suppress(Exception):
+            OvirtInterfaceDriver(str(self.mapping), self.prefix).cleanup_stale(set())
+
+
+def dnsmasq_pids_under(marker: str) -> list[int]:
+    """dnsmasq processes with marker (a directory of ours) in their command line."""
+    pids = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        if proc.info["name"] == "dnsmasq" and any(marker in a for a in proc.info["cmdline"] or []):
+            pids.append(proc.pid)
+    return pids
+
+
+def end_pids(pids: list[int], timeout: float = 5.0) -> None:
+    procs = []
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            p = psutil.Process(pid)
+            p.terminate()
+            procs.append(p)
+    _, left = psutil.wait_procs(procs, timeout=timeout)
+    for p in left:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+
+
+# -- RabbitMQ: a throw-away vhost ------------------------------------------------------------
+
+
+class RabbitVhost:
+    """A vhost of its own (rabbitmqctl), so the shared ``ovirt-ipam.engine`` queue of
+    other users of the broker is not touched; deleting it deletes its queues."""
+
+    def __init__(self, name: str, user: str = "guest") -> None:
+        self.name, self.user, self.created = name, user, False
+
+    def _ctl(self, *args: str) -> None:
+        subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
+
+    def create(self) -> str:
+        self._ctl("add_vhost", self.name)
+        self.created = True
+        self._ctl("set_permissions", "-p", self.name, self.user, ".*", ".*", ".*")
+        return f"amqp://{self.user}:{self.user}@127.0.0.1:5672/{self.name}"
+
+    def delete(self) -> None:
+        if self.created:
+            self._ctl("delete_vhost", self.name)
+            self.created = False
+
+
+# -- the rewrite-the-hostsfile-and-SIGHUP approach ------------------------------------------
+
+
+def _dhcp_discover(mac: str, xid: int) -> bytes:
+    chaddr = bytes.fromhex(mac.replace(":", "")) + b"\0" * 10
+    head = struct.pack(
+        "!BBBBIHH4s4s4s4s16s64s128s",
+        1,
+        1,
+        6,
+        0,
+        xid,
+        0,
+        0x8000,
+        b"\0" * 4,
+        b"\0" * 4,
+        b"\0" * 4,
+        b"\0" * 4,
+        chaddr,
+        b"",
+        b"",
+    )
+    options = b"\x63\x82\x53\x63" + b"\x35\x01\x01" + b"\xff"
+    return (head + options).ljust(300, b"\0")
+
+
+def _is_offer(packet: bytes, xid: int) -> str | None:
+    """The offered IP if packet is a DHCPOFFER for xid."""
+    if len(packet) < 240 or packet[0] != 2 or struct.unpack("!I", packet[4:8])[0] != xid:
+        return None
+    opts, i = packet[240:], 0
+    while i + 1 < len(opts) and opts[i] != 255:
+        if opts[i] == 0:
+            i += 1
+            continue
+        code, length = opts[i], opts[i + 1]
+        if code == 53 and length == 1 and opts[i + 2] == 2:
+            return socket.inet_ntoa(packet[16:20])
+        i += 2 + length
+    return None
+
+
+class HostsfileDnsmasq:
+    """A plain dnsmasq in a namespace of its own (veth to a client namespace), fed by
+    ``--dhcp-hostsfile``: every added host rewrites the whole file (temp + rename) and
+    sends SIGHUP, the way Neutron's DHCP agent does.
+
+    ``add_host`` returns (seconds until dnsmasq logged ``read FILE``, seconds until a
+    DHCPDISCOVER for the new MAC, sent from the client namespace once that line is
+    logged, got its DHCPOFFER), both from the start of the rewrite.
+    """
+
+    NET = 99  # 10.99.0.0/16
+
+    def __init__(self, workdir: Path, tag_: str) -> None:
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "log").mkdir(exist_ok=True)
+        self.ns_srv, self.ns_cli = f"ovirt-ipam-bench-{tag_}-srv", f"ovirt-ipam-bench-{tag_}-cli"
+        self.if_srv, self.if_cli = f"bks{tag_}", f"bkc{tag_}"
+        self.hostsfile = workdir / "hosts"
+        self.logfile = workdir / "log" / "dnsmasq.log"
+        self.lines: list[str] = []
+        self.next_host = 0
+        self.proc: subprocess.Popen | None = None
+        self.sock: socket.socket | None = None
+        self.follower: LogFollower | None = None
+        self.xid = secrets.randbits(32)
+        self._plumbed = False
+
+    def plumb(self) -> None:
+        netns.create(self.ns_srv)
+        netns.create(self.ns_cli)
+        self._plumbed = True
+        with IPRoute() as ip:
+            ip.link(
+                "add",
+                ifname=self.if_srv,
+                kind="veth",
+                peer={"ifname": self.if_cli, "net_ns_fd": self.ns_cli},
+            )
+            ip.link("set", index=ip.link_lookup(ifname=self.if_srv)[0], net_ns_fd=self.ns_srv)
+        for ns, ifname, addr in (
+            (self.ns_srv, self.if_srv, f"10.{self.NET}.0.1"),
+            (self.ns_cli, self.if_cli, f"10.{self.NET}.255.254"),
+        ):
+            with NetNS(ns) as nsr:
+                idx = nsr.link_lookup(ifname=ifname)[0]
+                nsr.link("set", index=idx, state="up")
+                nsr.addr("add", index=idx, address=addr, prefixlen=16)
+                nsr.link("set", index=nsr.link_lookup(ifname="lo")[0], state="up")
+        netns.pushns(self.ns_cli)  # this thread only, for the socket's creation
+        try:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        finally:
+            netns.popns()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.if_cli.encode())
+        sock.bind(("0.0.0.0", 68))
+        self.sock = sock
+
+    def _entry(self) -> tuple[str, str]:
+        j = self.next_host
+        self.next_host += 1
+        host = j + 10
+        mac = f"02:{self.NET:02x}:00:{j >> 16 & 255:02x}:{j >> 8 & 255:02x}:{j & 255:02x}"
+        return mac, f"10.{self.NET}.{host >> 8}.{host & 255}"
+
+    def _write(self) -> None:
+        tmp = self.hostsfile.with_name(".hosts.tmp")
+        with open(tmp, "w") as f:
+            f.write("".join(self.lines))
+        os.rename(tmp, self.hostsfile)
+
+    def _wait_read(self, deadline: float) -> float:
+        assert self.follower is not None
+        path = str(self.hostsfile)
+        while True:
+            for line in self.follower.lines():
+                event = parse(line)
+                if event is not None and event.kind == "read" and event.path == path:
+                    return time.monotonic()
+            left = deadline - time.monotonic()
+            if left <= 0 or (self.proc is not None and self.proc.poll() is not None):
+                raise TimeoutError(f"dnsmasq did not log 'read {path}'")
+            self.follower.wait(min(left, 0.5))
+
+    def _probe(self, mac: str, ip: str, deadline: float) -> float:
+        """DHCPDISCOVER for mac until its DHCPOFFER of ip arrives; returns that time."""
+        assert self.sock is not None
+        while True:
+            self.xid = (self.xid + 1) & 0xFFFFFFFF
+            self.sock.sendto(_dhcp_discover(mac, self.xid), ("255.255.255.255", 67))
+            resend = time.monotonic() + 0.5
+            while time.monotonic() < resend:
+                self.sock.settimeout(max(0.001, resend - time.monotonic()))
+                try:
+                    packet = self.sock.recv(4096)
+                except TimeoutError:
+                    break
+                offered = _is_offer(packet, self.xid)
+                if offered is not None:
+                    if offered != ip:
+                        raise RuntimeError(f"dnsmasq offered {offered} to {mac}, not {ip}")
+                    return time.monotonic()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no DHCPOFFER for {mac}")
+
+    def start(self, hosts: int) -> None:
+        self.lines = []
+        for _ in range(hosts):
+            mac, ip = self._entry()
+            self.lines.append(f"{mac},{ip}\n")
+        self._write()
+        self.follower = LogFollower(str(self.logfile))
+        self.follower.skip_to_end()
+        ns = self.ns_srv
+        wd = self.workdir
+        self.proc = subprocess.Popen(
+            [
+                "dnsmasq",
+                "--keep-in-foreground",
+                f"--conf-file={wd}/empty.conf",
+                "--port=0",
+                "--no-resolv",
+                "--no-hosts",
+                f"--interface={self.if_srv}",
+                "--bind-interfaces",
+                "--except-interface=lo",
+                f"--dhcp-range=10.{self.NET}.0.0,static,255.255.0.0,120s",
+                "--dhcp-lease-max=65536",
+                f"--dhcp-hostsfile={self.hostsfile}",
+                f"--dhcp-leasefile={wd}/leases",
+                f"--pid-file={wd}/dnsmasq.pid",
+                f"--log-facility={self.logfile}",
+                "--user=root",
+                "--group=root",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=open(wd / "dnsmasq.stderr", "ab"),  # noqa: SIM115
+            preexec_fn=lambda: netns.setns(ns, flags=0),
+            start_new_session=True,
+        )
+        (wd / "empty.conf").touch()
+        self._wait_read(time.monotonic() + 60)
+
+    def add_host(self) -> tuple[float, float]:
+        assert self.proc is not None and self.follower is not None
+        mac, ip = self._entry()
+        self.follower.skip_to_end()
+        started = time.monotonic()
+        self.lines.append(f"{mac},{ip}\n")
+        self._write()
+        self.proc.send_signal(signal.SIGHUP)
+        read_at = self._wait_read(started + 30)
+        offer_at = self._probe(mac, ip, started + 30)
+        return read_at - started, offer_at - started
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        if self.follower is not None:
+            self.follower.close()
+            self.follower = None
+
+    def close(self) -> None:
+        self.stop()
+        end_pids(dnsmasq_pids_under(str(self.workdir) + "/"))
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        if self._plumbed:
+            for ns in (self.ns_srv, self.ns_cli):
+                with contextlib.suppress(Exception):
+                    netns.remove(ns)  # the veth pair goes with its namespaces
+            self._plumbed = False
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+# -- inotify instances (one per dnsmasq with a hostsdir, one per agent log follower) --------
+
+INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
+
+
+def inotify_limit() -> int:
+    return int(INOTIFY_INSTANCES.read_text())
+
+
+def set_inotify_limit(value: int) -> None:
+    INOTIFY_INSTANCES.write_text(f"{value}\n")
+
+
+def inotify_instances(uid: int = 0, pids: Iterable[int] | None = None) -> int:
+    """inotify instances open by processes of uid (or by the given pids)."""
+    count = 0
+    for proc in psutil.process_iter(["uids"]) if pids is None else map(psutil.Process, pids):
+        try:
+            if pids is None and proc.info["uids"].real != uid:
+                continue
+            fd_dir = f"/proc/{proc.pid}/fd"
+            for fd in os.listdir(fd_dir):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"{fd_dir}/{fd}") == "anon_inode:inotify":
+                        count += 1
+        except (OSError, psutil.Error):
+            continue
+    return count

@@ -1,0 +1,165 @@
+"""The engine's end of the bus: answers the DHCP agents on ENGINE_QUEUE.
+
+- ``sync.request``: subscribes the host to the networks it asks for, first, then
+  answers with their full state (network, subnets, ports) and the host's own DHCP
+  port on each (created or brought up to date here); unknown ids are ``missing``.
+  Subscribing first means that a change committed after the state was read is
+  also published to the agent, so nothing falls between the two.
+- ``port.ack``: records the readiness acknowledgements; a port acknowledged at
+  its current revision becomes ACTIVE (its revision_number unchanged).
+- ``agent.heartbeat``: records the heartbeat; its networks become the host's
+  subscription.
+- ``network.release``: unsubscribes the host from the network and deletes its
+  DHCP port there.
+
+Anything else is logged and dropped. One consumer thread per engine process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from pydantic import BaseModel
+
+from ipam import contracts
+from ipam.contracts import (
+    Envelope,
+    Heartbeat,
+    NetworkRelease,
+    NetworkState,
+    PortAck,
+    SyncReply,
+    SyncRequest,
+)
+from ipam.exceptions import IpamError, NetworkNotFound
+from ipam.messaging import Bus
+from ipam.notifier import SENDER, Notifier, network_info, port_state, subnet_state
+from ipam.store import Store
+
+LOG = logging.getLogger(__name__)
+
+
+class BusServer:
+    def __init__(self, store: Store, bus: Bus, notifier: Notifier) -> None:
+        self.store = store
+        self.bus = bus
+        self.notifier = notifier
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._handlers: dict[str, Any] = {
+            "sync.request": self._sync,
+            "port.ack": self._ack,
+            "agent.heartbeat": self._heartbeat,
+            "network.release": self._release,
+        }
+
+    def start(self) -> None:
+        """Consume ENGINE_QUEUE in a daemon thread."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self.bus.consume,
+            args=(contracts.ENGINE_QUEUE, self.handle, self._stop),
+            name="bus-server",
+            daemon=True,
+        )
+        self._thread.start()
+        LOG.info("Bus server consuming %s on %s", contracts.ENGINE_QUEUE, self.bus.safe_url)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def handle(self, env: Envelope, body: BaseModel) -> None:
+        handler = self._handlers.get(env.type)
+        if handler is None:
+            LOG.warning(
+                "Dropped %s %s from %s: not a message for the engine", env.type, env.id, env.sender
+            )
+            return
+        handler(env, body)
+
+    # -- handlers ---------------------------------------------------------------------
+
+    def _sync(self, env: Envelope, req: SyncRequest) -> None:
+        if not env.reply_to:
+            LOG.warning("Dropped sync.request %s from %s: no reply_to", env.id, req.host)
+            return
+        host = req.host
+        wanted = list(dict.fromkeys(req.networks))
+        # Subscribe first: what changes after the state is read below is published.
+        self.store.subscribe_agent(host, wanted)
+        states, missing = [], []
+        for net_id in wanted:
+            try:
+                states.append(self._network_state(net_id, host))
+            except NetworkNotFound:
+                missing.append(net_id)
+        reply = contracts.make("sync.reply", SyncReply(networks=states, missing=missing), SENDER)
+        self.bus.reply(env, reply)
+        LOG.info(
+            "Sync of host %s: %d network(s), %d port(s), missing %s",
+            host,
+            len(states),
+            sum(len(s.ports) for s in states),
+            ",".join(missing) or "none",
+        )
+
+    def _network_state(self, net_id: str, host: str) -> NetworkState:
+        try:
+            self.store.ensure_dhcp_port(net_id, host)
+        except NetworkNotFound:
+            raise
+        except IpamError as exc:
+            LOG.warning("No DHCP port for host %s on network %s: %s", host, net_id, exc.message)
+        state = self.store.network_state(net_id)
+        device_id = f"dhcp-{host}"
+        dhcp_subnets = {s["id"] for s in state["subnets"] if s["enable_dhcp"]}
+        dhcp_port = next(
+            (
+                p
+                for p in state["ports"]
+                if p["device_owner"] == "network:dhcp"
+                and p["binding:host_id"] == host
+                and p["device_id"] == device_id
+            ),
+            None,
+        )
+        return NetworkState(
+            network=network_info(state["network"]),
+            subnets=[subnet_state(s) for s in state["subnets"]],
+            ports=[port_state(p) for p in state["ports"]],
+            dhcp_port=port_state(dhcp_port) if dhcp_port and dhcp_subnets else None,
+        )
+
+    def _ack(self, env: Envelope, ack: PortAck) -> None:
+        acked = {p.id: p.revision_number for p in ack.ports}
+        recorded, activated = self.store.record_acks(ack.host, ack.network_id, acked)
+        LOG.info(
+            "Port acks from host %s on network %s: %d acknowledged, %d recorded, %d now ACTIVE",
+            ack.host,
+            ack.network_id,
+            len(acked),
+            recorded,
+            len(activated),
+        )
+
+    def _heartbeat(self, env: Envelope, hb: Heartbeat) -> None:
+        self.store.agent_heartbeat(
+            hb.host, [n.id for n in hb.networks], hb.model_dump(mode="json"), hb.started_at
+        )
+        LOG.debug("Heartbeat of host %s: %d network(s)", hb.host, len(hb.networks))
+
+    def _release(self, env: Envelope, rel: NetworkRelease) -> None:
+        gone = self.store.release_network(rel.host, rel.network_id)
+        LOG.info(
+            "Host %s released network %s (%d DHCP port(s) deleted)",
+            rel.host,
+            rel.network_id,
+            len(gone),
+        )

@@ -1,0 +1,176 @@
+"""Publishes the store's committed changes to the DHCP agents serving each network.
+
+An agent is subscribed to a network when its host's ``dhcp_agents`` row lists the
+network (a sync request adds it, a heartbeat sets the list, a release removes it).
+The subscriptions are cached for about a second; the bus server invalidates the
+cache of its process whenever it changes them. Publishing errors are logged, never
+raised: the change is committed, and the agent catches up on its next sync.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from ipam import agents, contracts
+from ipam.contracts import (
+    FixedIp,
+    HostRoute,
+    NetworkEvent,
+    NetworkInfo,
+    PortEvent,
+    PortState,
+    SubnetEvent,
+    SubnetState,
+)
+from ipam.db.engine import Database
+from ipam.messaging import Bus
+
+LOG = logging.getLogger(__name__)
+
+CACHE_SECONDS = 1.0
+SENDER = "engine"
+
+
+# -- store views -> contract models -------------------------------------------------------
+
+
+def port_state(port: dict[str, Any]) -> PortState:
+    return PortState(
+        id=port["id"],
+        network_id=port["network_id"],
+        mac_address=port["mac_address"],
+        fixed_ips=[
+            FixedIp(subnet_id=f["subnet_id"], ip_address=f["ip_address"]) for f in port["fixed_ips"]
+        ],
+        revision_number=port["revision_number"],
+        device_owner=port["device_owner"],
+        admin_state_up=port["admin_state_up"],
+    )
+
+
+def subnet_state(subnet: dict[str, Any]) -> SubnetState:
+    return SubnetState(
+        id=subnet["id"],
+        cidr=subnet["cidr"],
+        gateway_ip=subnet["gateway_ip"],
+        enable_dhcp=subnet["enable_dhcp"],
+        dns_nameservers=list(subnet["dns_nameservers"]),
+        host_routes=[
+            HostRoute(destination=r["destination"], nexthop=r["nexthop"])
+            for r in subnet["host_routes"]
+        ],
+        revision_number=subnet["revision_number"],
+    )
+
+
+def network_info(net: dict[str, Any]) -> NetworkInfo:
+    return NetworkInfo(
+        id=net["id"],
+        vdsm_name=net["vdsm_name"],
+        mtu=net["mtu"],
+        admin_state_up=net["admin_state_up"],
+        revision_number=net["revision_number"],
+    )
+
+
+class Notifier:
+    """Store change -> event on the queue of every agent subscribed to its network."""
+
+    def __init__(self, bus: Bus, db: Database) -> None:
+        self.bus = bus
+        self.db = db
+        self._lock = threading.Lock()
+        self._cache: dict[str, list[str]] | None = None
+        self._cached_at = 0.0
+        self._generation = 0
+
+    # -- subscriptions --------------------------------------------------------------------
+
+    def invalidate(self) -> None:
+        """Forget the cached subscriptions (they changed in this process)."""
+        with self._lock:
+            self._cache = None
+            self._generation += 1
+
+    def _load(self) -> dict[str, list[str]]:
+        with self.db.read() as conn:
+            return agents.subscriptions(conn)
+
+    def subscribers(self, net_id: str) -> list[str]:
+        """Hosts whose agents are subscribed to net_id (cached ~1 s)."""
+        with self._lock:
+            if self._cache is not None and time.monotonic() - self._cached_at < CACHE_SECONDS:
+                return list(self._cache.get(net_id, []))
+            generation = self._generation
+        subs = self._load()
+        with self._lock:
+            # An invalidation while we read means what we read may predate it.
+            if generation == self._generation:
+                self._cache, self._cached_at = subs, time.monotonic()
+        return list(subs.get(net_id, []))
+
+    # -- events -------------------------------------------------------------------------
+
+    def _publish(self, net_id: str, type_: str, build: Any) -> None:
+        try:
+            hosts = self.subscribers(net_id)
+            if not hosts:
+                LOG.debug("No agent subscribed to network %s for %s", net_id, type_)
+                return
+            body = build()
+        except Exception:
+            LOG.exception("Could not prepare %s for network %s", type_, net_id)
+            return
+        for host in hosts:
+            try:
+                env = contracts.make(type_, body, SENDER)
+                self.bus.publish(contracts.agent_queue(host), env)
+            except Exception as exc:
+                LOG.error(
+                    "Could not publish %s for network %s to host %s: %s: %s",
+                    type_,
+                    net_id,
+                    host,
+                    type(exc).__name__,
+                    exc,
+                )
+
+    def port_changed(self, port: dict[str, Any]) -> None:
+        self._publish(port["network_id"], "port.update", lambda: PortEvent(port=port_state(port)))
+
+    def port_deleted(self, port: dict[str, Any]) -> None:
+        self._publish(port["network_id"], "port.delete", lambda: PortEvent(port=port_state(port)))
+
+    def subnet_changed(self, subnet: dict[str, Any]) -> None:
+        self._subnet("subnet.update", subnet)
+
+    def subnet_deleted(self, subnet: dict[str, Any]) -> None:
+        self._subnet("subnet.delete", subnet)
+
+    def _subnet(self, type_: str, subnet: dict[str, Any]) -> None:
+        self._publish(
+            subnet["network_id"],
+            type_,
+            lambda: SubnetEvent(
+                network_id=subnet["network_id"],
+                subnet_id=subnet["id"],
+                revision_number=subnet["revision_number"],
+            ),
+        )
+
+    def network_changed(self, net: dict[str, Any]) -> None:
+        self._publish(
+            net["id"],
+            "network.update",
+            lambda: NetworkEvent(network_id=net["id"], revision_number=net["revision_number"]),
+        )
+
+    def network_deleted(self, net_id: str, revision: int) -> None:
+        self._publish(
+            net_id,
+            "network.delete",
+            lambda: NetworkEvent(network_id=net_id, revision_number=revision),
+        )

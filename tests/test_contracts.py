@@ -1,0 +1,225 @@
+"""The bus's message contracts: round trips, and every kind of malformed message
+refused with a clear ContractError."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from ipam import contracts as C
+
+NET = str(uuid.uuid4())
+SUB = str(uuid.uuid4())
+PORT = str(uuid.uuid4())
+
+
+def port(**over: object) -> C.PortState:
+    values: dict = {
+        "id": PORT,
+        "network_id": NET,
+        "mac_address": "fa:16:3e:00:00:01",
+        "fixed_ips": [C.FixedIp(subnet_id=SUB, ip_address="192.0.2.10")],
+        "revision_number": 3,
+        "device_owner": "oVirt",
+        "admin_state_up": True,
+    }
+    values.update(over)
+    return C.PortState(**values)
+
+
+def subnet() -> C.SubnetState:
+    return C.SubnetState(
+        id=SUB,
+        cidr="192.0.2.0/24",
+        gateway_ip="192.0.2.1",
+        enable_dhcp=True,
+        dns_nameservers=["192.0.2.53"],
+        host_routes=[C.HostRoute(destination="198.51.100.0/24", nexthop="192.0.2.254")],
+        revision_number=1,
+    )
+
+
+EXAMPLES: list[tuple[str, object]] = [
+    ("sync.request", C.SyncRequest(host="host-1.example", networks=[NET])),
+    (
+        "sync.reply",
+        C.SyncReply(
+            networks=[
+                C.NetworkState(
+                    network=C.NetworkInfo(
+                        id=NET,
+                        vdsm_name="ovirtmgmt",
+                        mtu=1500,
+                        admin_state_up=True,
+                        revision_number=2,
+                    ),
+                    subnets=[subnet()],
+                    ports=[port()],
+                    dhcp_port=port(device_owner="network:dhcp"),
+                )
+            ],
+            missing=[str(uuid.uuid4())],
+        ),
+    ),
+    ("port.update", C.PortEvent(port=port())),
+    ("port.delete", C.PortEvent(port=port(fixed_ips=[]))),
+    ("network.update", C.NetworkEvent(network_id=NET, revision_number=4)),
+    ("network.delete", C.NetworkEvent(network_id=NET, revision_number=4)),
+    ("subnet.update", C.SubnetEvent(network_id=NET, subnet_id=SUB, revision_number=1)),
+    ("subnet.delete", C.SubnetEvent(network_id=NET, subnet_id=SUB, revision_number=1)),
+    (
+        "port.ack",
+        C.PortAck(host="h1", network_id=NET, ports=[C.AckedPort(id=PORT, revision_number=3)]),
+    ),
+    (
+        "agent.heartbeat",
+        C.Heartbeat(
+            host="h1",
+            started_at=1700000000.5,
+            networks=[C.ServedNetwork(id=NET, ports=12, dnsmasq="running")],
+        ),
+    ),
+    ("network.release", C.NetworkRelease(host="h1", network_id=NET)),
+]
+
+
+def test_every_type_has_an_example() -> None:
+    assert {t for t, _ in EXAMPLES} == set(C.TYPES)
+
+
+@pytest.mark.parametrize(("type_", "body"), EXAMPLES, ids=[t for t, _ in EXAMPLES])
+def test_round_trip(type_: str, body: C.BaseModel) -> None:
+    env = C.make(type_, body, "h1", reply_to=C.reply_queue("h1"), correlation_id=str(uuid.uuid4()))
+    raw = C.encode(env)
+    assert isinstance(raw, bytes)
+    for form in (raw, raw.decode(), json.loads(raw)):
+        env2, body2 = C.decode(form)
+        assert env2 == env
+        assert body2 == body
+        assert type(body2) is type(body)
+
+
+def test_names() -> None:
+    assert C.VERSION == 1
+    assert C.ENGINE_QUEUE == "ovirt-ipam.engine"
+    assert C.agent_queue("h1") == "ovirt-ipam.agent.h1"
+    assert C.reply_queue("h1.example") == "ovirt-ipam.reply.h1.example"
+    assert C.validate_host("a" * 63) == "a" * 63
+    for bad in ("", "../x", ".hidden", "-x", "a/b", "a" * 64, "a b", "h\n", "é"):
+        with pytest.raises(C.ContractError, match="invalid host name"):
+            C.validate_host(bad)
+        with pytest.raises(C.ContractError):
+            C.agent_queue(bad)
+
+
+def test_make_refuses_a_body_of_another_type() -> None:
+    with pytest.raises(C.ContractError, match="carries a PortEvent, not a NetworkEvent"):
+        C.make("port.update", C.NetworkEvent(network_id=NET, revision_number=1), "h1")
+    with pytest.raises(C.ContractError, match="unknown message type"):
+        C.make("port.frobnicate", C.PortEvent(port=port()), "h1")
+
+
+def good() -> dict:
+    return json.loads(C.encode(C.make("port.update", C.PortEvent(port=port()), "h1")))
+
+
+def with_port(**over: object) -> dict:
+    msg = good()
+    msg["body"]["port"].update(over)
+    return msg
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"{not json", "message is not valid JSON"),
+        (b"\xff\xfe", "message is not valid JSON"),
+        (b'{"v": NaN}', "message is not valid JSON"),
+        (b"[1, 2]", "message is a JSON list, not an object"),
+        ({**good(), "v": 2}, r"unsupported message version 2 \(this side speaks 1\)"),
+        ({**good(), "type": "port.frobnicate"}, "unknown message type 'port.frobnicate'"),
+        ({**good(), "id": "1234"}, "invalid envelope: id: .*not a canonical"),
+        ({**good(), "extra": 1}, "invalid envelope: extra: unexpected field"),
+        (
+            {k: v for k, v in good().items() if k != "body"},
+            "invalid envelope: body: Field required",
+        ),
+        ({**good(), "reply_to": "../../etc"}, "invalid envelope: reply_to: .*invalid queue name"),
+        ({**good(), "sender": "h1\nforged log line"}, "invalid envelope: sender: .*printable"),
+        ({**good(), "sent_at": "now"}, "invalid envelope: sent_at: Input should be a valid number"),
+        (
+            {**good(), "body": {**good()["body"], "colour": "red"}},
+            "invalid port.update body: colour: unexpected field",
+        ),
+        (with_port(id="not-a-uuid"), "invalid port.update body: port.id: .*not a canonical"),
+        (
+            with_port(id=PORT.upper()),
+            "invalid port.update body: port.id: .*not a canonical",
+        ),
+        (
+            with_port(mac_address="FA:16:3E:00:00:01"),
+            "invalid port.update body: port.mac_address: .*lower-case colon form",
+        ),
+        (
+            with_port(mac_address="fa:16:3e:00:00:01\n"),
+            "invalid port.update body: port.mac_address",
+        ),
+        (
+            with_port(fixed_ips=[{"subnet_id": SUB, "ip_address": "192.0.2.300"}]),
+            "invalid port.update body: port.fixed_ips.0.ip_address: .*not an IPv4 address",
+        ),
+        (with_port(revision_number="3"), "port.revision_number: Input should be a valid integer"),
+        (with_port(admin_state_up=1), "port.admin_state_up: Input should be a valid boolean"),
+        (
+            {**good(), "type": "network.release", "body": {"host": "../x", "network_id": NET}},
+            "invalid network.release body: host: .*invalid host name '../x'",
+        ),
+        (
+            {**good(), "type": "sync.request", "body": {"host": "h1", "networks": ["x"]}},
+            "invalid sync.request body: networks.0: .*not a canonical",
+        ),
+        (
+            {**good(), "type": "port.update", "body": {}},
+            "invalid port.update body: port: Field required",
+        ),
+        (
+            {
+                **good(),
+                "type": "agent.heartbeat",
+                "body": {
+                    "host": "h1",
+                    "started_at": 1.0,
+                    "networks": [{"id": NET, "ports": 1, "dnsmasq": "exploded"}],
+                },
+            },
+            "invalid agent.heartbeat body: networks.0.dnsmasq: Input should be 'running'",
+        ),
+    ],
+)
+def test_malformed_messages_raise_a_clear_contract_error(raw: object, reason: str) -> None:
+    if isinstance(raw, dict):
+        forms: list = [raw, json.dumps(raw).encode()]
+    else:
+        forms = [raw]
+    for form in forms:
+        with pytest.raises(C.ContractError, match=reason):
+            C.decode(form)
+
+
+def test_oversized_message_is_refused_before_parsing() -> None:
+    raw = b" " * (C.MAX_MESSAGE_BYTES + 1)
+    with pytest.raises(C.ContractError, match=r"message too large: 67108865 bytes"):
+        C.decode(raw)
+
+
+def test_list_sizes_are_bounded() -> None:
+    msg = {**good(), "type": "sync.request"}
+    msg["body"] = {"host": "h1", "networks": [NET] * (C.MAX_NETWORKS + 1)}
+    with pytest.raises(C.ContractError, match="networks: List should have at most 10000"):
+        C.decode(msg)
+
+
+def test_contract_error_is_a_value_error() -> None:
+    assert issubclass(C.ContractError, ValueError)

@@ -1,0 +1,114 @@
+"""The host service (``ovirt-ipam host``): the Host.setDHCP verb until VDSM carries
+it, and the host's heartbeat to the engine.
+
+It serves JSON-RPC 2.0 requests from the bus queue of this host, one at a time
+(one consumer, and the verb's lock), and replies on the caller's reply queue.
+Every heartbeat names the host and the oVirt networks it carries: the bridges
+present, by VDSM name.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+
+from oslo_config import cfg
+from pydantic import BaseModel
+from pyroute2 import IPRoute
+
+from dhcp_driver import config as agent_config  # noqa: F401 (registers [dhcp_agent])
+from dhcp_driver.agent import shutdown_all
+from dhcp_driver.mapping import is_vdsm_name
+from ipam import contracts
+from ipam.messaging import Bus
+from vdsm_verb import config as host_config  # noqa: F401 (registers [host])
+from vdsm_verb.jsonrpc import dispatch
+from vdsm_verb.service_manager import AgentService, DirectService, SystemdService, systemd_running
+from vdsm_verb.verb import DhcpVerb
+
+LOG = logging.getLogger(__name__)
+
+
+def agent_service(conf: cfg.ConfigOpts) -> AgentService:
+    manager = conf.host.agent_manager
+    if manager == "systemd" or (manager == "auto" and systemd_running()):
+        return SystemdService()
+    state = Path(conf.state_path)
+    pidfile = Path(conf.host.agent_pidfile) if conf.host.agent_pidfile else state / "dhcp-agent.pid"
+    return DirectService(list(conf.config_file), pidfile, state / "dhcp-agent.log")
+
+
+def build_verb(conf: cfg.ConfigOpts) -> DhcpVerb:
+    return DhcpVerb(
+        conf.dhcp_agent.mapping_file,
+        agent_service(conf),
+        lambda: shutdown_all(conf),
+        conf.host.max_networks,
+    )
+
+
+def bridges() -> list[str]:
+    """The oVirt networks this host carries: its bridges, by (VDSM) name."""
+    with IPRoute() as ip:
+        names = [
+            link.get_attr("IFLA_IFNAME")
+            for link in ip.get_links()
+            if link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") == "bridge"
+        ]
+    return sorted(n for n in names if is_vdsm_name(n))
+
+
+class HostService:
+    def __init__(self, conf: cfg.ConfigOpts, bus: Bus) -> None:
+        self.conf, self.bus = conf, bus
+        self.host = contracts.validate_host(conf.dhcp_agent.host)
+        self.verb = build_verb(conf)
+        self.stopping = threading.Event()
+        self.started_at = time.time()
+
+    def on_message(self, env: contracts.Envelope, body: BaseModel) -> None:
+        if env.type != "jsonrpc.request" or not env.reply_to:
+            LOG.warning("Ignoring %s message %s from %s", env.type, env.id, env.sender)
+            return
+        request = body.model_dump(exclude_unset=True)
+        LOG.info("JSON-RPC %s id=%s from %s", request.get("method"), request.get("id"), env.sender)
+        response = dispatch(self.verb, request)
+        self.bus.reply(
+            env, contracts.make("jsonrpc.reply", contracts.JsonRpcResponse(**response), self.host)
+        )
+
+    def heartbeat(self) -> None:
+        self.bus.publish(
+            contracts.ENGINE_QUEUE,
+            contracts.make(
+                "host.heartbeat",
+                contracts.HostHeartbeat(
+                    host=self.host, started_at=self.started_at, bridges=bridges()
+                ),
+                self.host,
+            ),
+        )
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
+        signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
+        LOG.info("Host service starting on host %s", self.host)
+        consumer = threading.Thread(
+            target=self.bus.consume,
+            name="jsonrpc",
+            daemon=True,
+            args=(contracts.host_queue(self.host), self.on_message, self.stopping),
+        )
+        consumer.start()
+        while not self.stopping.is_set():
+            try:
+                self.heartbeat()
+            except Exception:
+                LOG.exception("Heartbeat failed; retrying")
+            self.stopping.wait(self.conf.host.heartbeat_interval)
+        LOG.info("Host service stopping; the DHCP agent keeps running")
+        consumer.join(5)
+        self.bus.close()
