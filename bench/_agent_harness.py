@@ -309,6 +309,10 @@ class AgentProcess:
         assert self.proc is not None
         return psutil.Process(self.proc.pid).memory_info().rss / 2**20
 
+    def cpu_times(self) -> Any:
+        assert self.proc is not None
+        return psutil.Process(self.proc.pid).cpu_times()
+
     def logs(self, tail: int = 4000) -> str:
         try:
             return self.logfile.read_text(errors="replace")[-tail:]

@@ -88,7 +88,9 @@ class Run:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.tag = tag()
-        self.tmp = Path(tempfile.mkdtemp(prefix=f"ovirt-ipam-bench-{self.tag}-"))
+        self.tmp = Path(
+            tempfile.mkdtemp(prefix=f"ovirt-ipam-bench-{self.tag}-", dir=args.workdir_base)
+        )
         self.bridges = Bridges()
         self.agents: list[AgentProcess] = []
         self.engines: list[FakeEngine] = []
@@ -125,8 +127,13 @@ class Run:
             )
 
     def finish_agent(self, agent: AgentProcess) -> None:
+        began = time.monotonic()
         agent.cleanup()
         self.agents.remove(agent)
+        progress(
+            f"agent {agent.host} stopped and its dnsmasq, namespaces and veths removed "
+            f"in {time.monotonic() - began:.1f}s"
+        )
 
     def finish_engine(self, engine: FakeEngine) -> None:
         engine.close()
@@ -176,7 +183,7 @@ class Run:
         done = self.wait_initial(engine, agent, nets, 180)
         progress(
             f"agent serves {' + '.join(map(str, SIZES))} ports, all acknowledged "
-            f"{done - t0:.1f}s after its start"
+            f"{done - t0:.1f}s after its start; agent RSS {agent.rss_mb():.0f} MB"
         )
         for net, size in zip(nets, SIZES, strict=True):
             lat = self.latency(engine, agent, net, self.args.samples)
@@ -279,12 +286,31 @@ class Run:
             progress(
                 f"NOT all served: {exc}; {full} of {COLD_NETWORKS} networks fully "
                 f"acknowledged after {time.monotonic() - t0:.0f}s; dnsmasq processes "
-                f"{len(agent.dnsmasq_pids())}; inotify instances held by the agent "
-                f"{inotify_instances(pids=[agent.proc.pid]) if agent.alive() else '?'} "
-                "(and one per dnsmasq)"
+                f"{len(agent.dnsmasq_pids())}; inotify instances in use by root "
+                f"{inotify_instances()} of {limit} (the agent "
+                f"{inotify_instances(pids=[agent.proc.pid]) if agent.alive() else '?'}, "
+                "each dnsmasq one)"
             )
+            stderr = Counter(
+                line.strip()
+                for f in agent.state_path.rglob("dnsmasq.stderr")
+                for line in f.read_text(errors="replace").splitlines()
+                if line.strip()
+            )
+            for line, n in stderr.most_common(3):
+                progress(f"  dnsmasq stderr, {n} time(s): {line[:200]}")
+            if limit < 2 * COLD_NETWORKS:
+                progress(
+                    "  every dnsmasq needs an inotify instance (--dhcp-hostsdir): rerun with "
+                    "--raise-inotify-limit 1024 to measure the agent past this limit"
+                )
         else:
             elapsed = done - t0
+            cpu = agent.cpu_times()
+            progress(
+                f"agent CPU until then: user {cpu.user:.1f}s, system {cpu.system:.1f}s "
+                f"(2 cores = {2 * elapsed:.0f} core-seconds in {elapsed:.1f}s)"
+            )
             syncs = ", ".join(f"{n} net(s) at {t - t0:.2f}s" for t, n in engine.syncs)
             progress(
                 f"all {COLD_NETWORKS * COLD_PORTS} ports acknowledged {elapsed:.2f}s after "
@@ -319,6 +345,7 @@ class Run:
             progress(f"  raised {n} time(s): {what[:300]}")
 
     def cleanup(self) -> None:
+        began = time.monotonic()
         steps = [
             *(agent.cleanup for agent in self.agents),
             *(engine.close for engine in self.engines),
@@ -344,6 +371,7 @@ class Run:
                     shutil.copyfile(log, dest)
             progress(f"agent logs and non-empty dnsmasq stderr files kept in {keep}")
         remove_tree(self.tmp)
+        progress(f"cleanup took {time.monotonic() - began:.1f}s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -365,6 +393,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         default=0,
         help="raise fs.inotify.max_user_instances to N for the cold start (restored after)",
+    )
+    parser.add_argument(
+        "--workdir-base",
+        default="/var/tmp",
+        help="where the run's temporary directory (agent state paths, bus) is made",
     )
     parser.add_argument(
         "--profile-agent", metavar="DIR", help="sample each agent with py-spy into DIR"

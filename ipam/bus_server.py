@@ -53,6 +53,7 @@ class BusServer:
             "port.ack": self._ack,
             "agent.heartbeat": self._heartbeat,
             "network.release": self._release,
+            "host.heartbeat": self._host_heartbeat,
         }
 
     def start(self) -> None:
@@ -85,6 +86,10 @@ class BusServer:
         handler(env, body)
 
     # -- handlers ---------------------------------------------------------------------
+
+    def _host_heartbeat(self, env: Envelope, beat: contracts.HostHeartbeat) -> None:
+        self.store.host_heartbeat(beat.host, list(beat.bridges), beat.started_at)
+        LOG.debug("Heartbeat of host %s: bridges %s", beat.host, ",".join(beat.bridges))
 
     def _sync(self, env: Envelope, req: SyncRequest) -> None:
         if not env.reply_to:

@@ -33,6 +33,7 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 ENGINE_QUEUE = "ovirt-ipam.engine"
 _AGENT_PREFIX = "ovirt-ipam.agent."
 _REPLY_PREFIX = "ovirt-ipam.reply."
+_HOST_PREFIX = "ovirt-ipam.host."
 
 _HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 # Queue names reach file names on the filesystem transport: no '/', no leading dot.
@@ -80,6 +81,11 @@ def validate_queue(name: str) -> str:
 def agent_queue(host: str) -> str:
     """The queue on which the agent of ``host`` receives the engine's events."""
     return _AGENT_PREFIX + validate_host(host)
+
+
+def host_queue(host: str) -> str:
+    """The queue on which the host service of ``host`` receives JSON-RPC requests."""
+    return _HOST_PREFIX + validate_host(host)
 
 
 def reply_queue(host: str) -> str:
@@ -272,6 +278,35 @@ class NetworkRelease(_Model):
     network_id: Uuid
 
 
+class HostHeartbeat(_Model):
+    """The host service's liveness and the oVirt networks (bridges) the host carries."""
+
+    host: Host
+    started_at: Timestamp
+    bridges: Annotated[list[VdsmName], Field(max_length=MAX_NETWORKS)]
+
+
+class JsonRpcRequest(_Model):
+    """A JSON-RPC 2.0 request to a host's verbs (Host.setDHCP, Host.getDHCP)."""
+
+    jsonrpc: Literal["2.0"]
+    method: Annotated[str, Field(max_length=64)]
+    params: dict[str, Any] | None = None
+    id: Annotated[str, Field(max_length=64)] | int | None = None
+
+
+class JsonRpcError(_Model):
+    code: int
+    message: Annotated[str, Field(max_length=4096)]
+
+
+class JsonRpcResponse(_Model):
+    jsonrpc: Literal["2.0"]
+    id: Annotated[str, Field(max_length=64)] | int | None = None
+    result: Any = None
+    error: JsonRpcError | None = None
+
+
 #: Message type -> the model of its body.
 TYPES: dict[str, type[BaseModel]] = {
     "sync.request": SyncRequest,
@@ -285,6 +320,9 @@ TYPES: dict[str, type[BaseModel]] = {
     "port.ack": PortAck,
     "agent.heartbeat": Heartbeat,
     "network.release": NetworkRelease,
+    "host.heartbeat": HostHeartbeat,
+    "jsonrpc.request": JsonRpcRequest,
+    "jsonrpc.reply": JsonRpcResponse,
 }
 
 

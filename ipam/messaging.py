@@ -409,6 +409,17 @@ class Bus:
                         conn.drain_events(timeout=min(left, DRAIN_TIMEOUT))
         return result[0]
 
+    def delete_queue(self, queue: str) -> None:
+        """Remove a queue that is no longer needed (a one-off caller's reply queue).
+
+        On filesystem:// a queue is only its message files, consumed already."""
+        if self.url.startswith("filesystem://"):
+            return
+        with self._connect(f"delete {queue}") as conn:
+            _queue(queue).bind(conn.channel()).delete()
+        with self._pub_lock:
+            self._declared.discard(queue)
+
     def close(self) -> None:
         with self._pub_lock:
             self._closed = True

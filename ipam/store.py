@@ -12,7 +12,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from ipam import agents, availability, filters, networks, ports, subnets, validators
+from ipam import agents, availability, filters, hosts, networks, ports, subnets, validators
 from ipam.db.engine import Database
 
 if TYPE_CHECKING:
@@ -186,6 +186,14 @@ class Store:
         """Record a heartbeat; the networks it lists become the host's subscription."""
         self.db.write(lambda c: agents.heartbeat(c, host, served, status, started_at, time.time()))
         self._notify("invalidate")
+
+    def host_heartbeat(self, name: str, bridges: list[str], started_at: float) -> None:
+        """A host service is alive and carries these oVirt networks (bridges)."""
+        self.db.write(lambda c: hosts.heartbeat(c, name, bridges, started_at, time.time()))
+
+    def list_hosts(self) -> list[dict[str, Any]]:
+        with self.db.read() as c:
+            return hosts.list_(c)
 
     def release_network(self, host: str, net_id: str) -> list[dict[str, Any]]:
         """host no longer serves net_id: unsubscribe it, delete its DHCP port there."""

@@ -82,6 +82,15 @@ EXAMPLES: list[tuple[str, object]] = [
         ),
     ),
     ("network.release", C.NetworkRelease(host="h1", network_id=NET)),
+    ("host.heartbeat", C.HostHeartbeat(host="h1", started_at=1.0, bridges=["ovirtmgmt"])),
+    (
+        "jsonrpc.request",
+        C.JsonRpcRequest(jsonrpc="2.0", method="Host.setDHCP", params={"networks": []}, id=1),
+    ),
+    (
+        "jsonrpc.reply",
+        C.JsonRpcResponse(jsonrpc="2.0", id=1, error=C.JsonRpcError(code=21, message="bad")),
+    ),
 ]
 
 

@@ -107,11 +107,11 @@ class DhcpVerb:
         except MappingError as exc:
             return _error(ERR_UNEXPECTED, str(exc))
         pid = self.service.running()
+        networks = [
+            {"name": name, "id": net_id}
+            for net_id, name in sorted(mapping.items(), key=lambda item: item[1])
+        ]
         return {
             "status": DONE,
-            "networks": [
-                {"name": name, "id": net_id}
-                for net_id, name in sorted(mapping.items(), key=lambda item: item[1])
-            ],
-            "agent": {"running": pid is not None, "pid": pid},
+            "dhcp": {"networks": networks, "agent": {"running": pid is not None, "pid": pid}},
         }

@@ -34,10 +34,41 @@ def _dhcp_agent(rest: list[str]) -> int:
     from ipam.messaging import Bus
 
     conf = _load_conf(rest)
-    bus = Bus(config.transport_url(conf), polling_interval=conf.bus.polling_interval,
-              name=f"dhcp-agent@{conf.dhcp_agent.host}")
+    bus = Bus(
+        config.transport_url(conf),
+        polling_interval=conf.bus.polling_interval,
+        name=f"dhcp-agent@{conf.dhcp_agent.host}",
+    )
     Agent(conf, bus).run()
     return 0
+
+
+def _host(rest: list[str]) -> int:
+    from ipam.messaging import Bus
+    from vdsm_verb.host_service import HostService
+
+    conf = _load_conf(rest)
+    bus = Bus(
+        config.transport_url(conf),
+        polling_interval=conf.bus.polling_interval,
+        name=f"host@{conf.dhcp_agent.host}",
+    )
+    HostService(conf, bus).run()
+    return 0
+
+
+def _host_call(args: argparse.Namespace, rest: list[str]) -> int:
+    from ipam.messaging import Bus
+    from vdsm_verb import host_call
+
+    conf = _load_conf(rest)
+    bus = Bus(
+        config.transport_url(conf), polling_interval=conf.bus.polling_interval, name="host-call"
+    )
+    try:
+        return host_call.main(bus, args.host, args.namespace, args.verb, args.params, args.timeout)
+    finally:
+        bus.close()
 
 
 def _db(action: str, rest: list[str]) -> int:
@@ -65,9 +96,29 @@ def build_parser() -> argparse.ArgumentParser:
         description="Options: --config-file, --config-dir (oslo.config).",
         add_help=False,
     )
-    sub.add_parser("dhcp-agent", help="run the DHCP agent of this host",
-                   description="Options: --config-file, --config-dir (oslo.config).",
-                   add_help=False)
+    sub.add_parser(
+        "dhcp-agent",
+        help="run the DHCP agent of this host",
+        description="Options: --config-file, --config-dir (oslo.config).",
+        add_help=False,
+    )
+    sub.add_parser(
+        "host",
+        help="run the host service (Host.setDHCP over the bus, heartbeats)",
+        description="Options: --config-file, --config-dir (oslo.config).",
+        add_help=False,
+    )
+    hc = sub.add_parser(
+        "host-call",
+        help="call a host's verb, like vdsm-client",
+        description="Example: ovirt-ipam host-call host1 Host setDHCP "
+        'networks=\'[{"name": "ovirtmgmt", "id": "..."}]\' --config-file ...',
+    )
+    hc.add_argument("host")
+    hc.add_argument("namespace", choices=["Host"])
+    hc.add_argument("verb", choices=["setDHCP", "getDHCP"])
+    hc.add_argument("params", nargs="*", metavar="name=value", help="JSON values")
+    hc.add_argument("--timeout", type=float, default=60.0)
     db = sub.add_parser("db", help="store schema migrations")
     db.add_argument("action", choices=["upgrade", "check"])
     admin.add_parsers(sub)
@@ -83,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
             return _engine(rest)
         if args.command == "dhcp-agent":
             return _dhcp_agent(rest)
+        if args.command == "host":
+            return _host(rest)
+        if args.command == "host-call":
+            return _host_call(args, rest)
         if args.command == "db":
             return _db(args.action, rest)
         if rest:

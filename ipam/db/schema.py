@@ -133,6 +133,16 @@ dhcp_agents = sa.Table(
     sa.Column("last_seen", sa.Float, nullable=False),
 )
 
+# Hosts as their host services report them: the oVirt networks (bridges) they carry.
+hosts = sa.Table(
+    "hosts",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("bridges", sa.JSON, nullable=False),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("last_seen", sa.Float, nullable=False),
+)
+
 # Readiness acknowledgements: host's dnsmasq has loaded revision_number of the port.
 port_acks = sa.Table(
     "port_acks",

@@ -1,4 +1,4 @@
-"""DHCP agents (subscriptions, heartbeats) and port readiness acknowledgements.
+"""DHCP agents (subscriptions, heartbeats), hosts, and port readiness acknowledgements.
 
 Revision ID: 0002
 Revises: 0001
@@ -23,6 +23,14 @@ def upgrade() -> None:
         sa.Column("started_at", sa.Float(), nullable=True),
         sa.Column("last_seen", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("host", name=op.f("pk_dhcp_agents")),
+    )
+    op.create_table(
+        "hosts",
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("bridges", sa.JSON(), nullable=False),
+        sa.Column("started_at", sa.Float(), nullable=False),
+        sa.Column("last_seen", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_hosts")),
     )
     op.create_table(
         "port_acks",

@@ -1,0 +1,33 @@
+"""Hosts as their host services report them (heartbeats): the registry the DHCP
+manager places DHCP servers from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ipam.db.schema import hosts
+
+
+def heartbeat(
+    conn: Connection, name: str, bridges: list[str], started_at: float, now: float
+) -> None:
+    values = {"bridges": bridges, "started_at": started_at, "last_seen": now}
+    updated = conn.execute(sa.update(hosts).where(hosts.c.name == name).values(**values))
+    if updated.rowcount == 0:
+        conn.execute(sa.insert(hosts).values(name=name, **values))
+
+
+def list_(conn: Connection) -> list[dict[str, Any]]:
+    rows = conn.execute(sa.select(hosts).order_by(hosts.c.name))
+    return [
+        {
+            "name": r.name,
+            "bridges": list(r.bridges),
+            "started_at": r.started_at,
+            "last_seen": r.last_seen,
+        }
+        for r in rows
+    ]

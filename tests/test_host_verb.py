@@ -1,0 +1,295 @@
+"""Host.setDHCP end to end: the host service process serving JSON-RPC over the bus,
+the real DHCP agent it starts, reconciles and stops, driven by ``host-call``; and
+the verb's schema entry checked against the implementation."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from dhcp_driver.interface import OvirtInterfaceDriver
+from dhcp_driver.mapping import read_mapping, write_mapping
+from ipam.polling import wait_for
+from tests.netlab import Bridge, rand
+from vdsm_verb import vdsm_api
+from vdsm_verb.verb import DhcpVerb
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class HostWorld:
+    def __init__(self, tmp: Path, engine) -> None:  # type: ignore[no-untyped-def]
+        self.tmp, self.engine = tmp, engine
+        self.api = httpx.Client(base_url=engine.url, timeout=30)
+        self.bridges = [Bridge(), Bridge()]
+        self.nets = []
+        for i, br in enumerate(self.bridges):
+            net = self._post("networks", {"name": br.name})
+            self._post("subnets", {"network_id": net["id"], "cidr": f"10.5{i}.0.0/24"})
+            self.nets.append(net)
+        self.host = f"h{rand()}"
+        self.prefix = f"t-{rand()}-"
+        self.mapping = tmp / "vdsm" / "dhcp-networks.json"
+        self.state = tmp / "host-state"
+        self.conf = tmp / "host.conf"
+        self.conf.write_text(
+            textwrap.dedent(f"""\
+            [DEFAULT]
+            state_path = {self.state}
+            transport_url = filesystem://{tmp}/state/bus
+            [dhcp_agent]
+            host = {self.host}
+            mapping_file = {self.mapping}
+            namespace_prefix = {self.prefix}
+            heartbeat_interval = 0.5
+            [host]
+            heartbeat_interval = 0.3
+            agent_manager = direct
+            max_networks = 8
+            """)
+        )
+        log = open(tmp / "host-service.log", "w")  # noqa: SIM115
+        self.service = subprocess.Popen(
+            [sys.executable, "-m", "ipam.cli.main", "host", "--config-file", str(self.conf)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+
+    def _post(self, kind: str, body: dict) -> dict:
+        resp = self.api.post(f"/v2.0/{kind}", json={kind[:-1]: body})
+        assert resp.status_code == 201, resp.text
+        return resp.json()[kind[:-1]]
+
+    def entry(self, i: int) -> dict[str, str]:
+        return {"name": self.nets[i]["vdsm_name"], "id": self.nets[i]["id"]}
+
+    def call(self, verb: str, *params: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ipam.cli.main",
+                "host-call",
+                self.host,
+                "Host",
+                verb,
+                *params,
+                "--timeout",
+                "30",
+                "--config-file",
+                str(self.conf),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+
+    def set_dhcp(self, entries: list[dict[str, str]]) -> subprocess.CompletedProcess:
+        return self.call("setDHCP", f"networks={json.dumps(entries)}")
+
+    def agent_pid(self) -> int | None:
+        try:
+            pid = int((self.state / "dhcp-agent.pid").read_text())
+        except (OSError, ValueError):
+            return None
+        return pid if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" else None
+
+    def dnsmasq(self) -> dict[str, int]:
+        """network id -> pid of the dnsmasq serving it for this host."""
+        out = {}
+        for proc in psutil.process_iter(["name", "cmdline"]):
+            for arg in proc.info["cmdline"] or []:
+                if proc.info["name"] == "dnsmasq" and arg.startswith(f"--conf-file={self.state}"):
+                    out[Path(arg.split("=", 1)[1]).parent.name] = proc.pid
+        return out
+
+    def close(self) -> None:
+        self.service.send_signal(signal.SIGTERM)
+        self.service.wait(30)
+        pid = self.agent_pid()
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+            psutil.Process(pid).wait(30)
+        for pid in self.dnsmasq().values():
+            os.kill(pid, signal.SIGTERM)
+        OvirtInterfaceDriver(str(self.mapping), self.prefix).cleanup_stale(set())
+        for br in self.bridges:
+            br.remove()
+        self.api.close()
+
+
+@pytest.fixture
+def world(tmp_path: Path, engine_factory):  # type: ignore[no-untyped-def]
+    w = HostWorld(tmp_path, engine_factory())
+    try:
+        yield w
+    finally:
+        w.close()
+
+
+def test_set_dhcp_starts_reconciles_and_stops_the_agent(world: HostWorld) -> None:
+    done = world.set_dhcp([world.entry(0)])
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) is True
+    agent = wait_for(world.agent_pid, 15, "agent started")
+    first = wait_for(lambda: world.dnsmasq().get(world.nets[0]["id"]), 20, "network 0 served")
+    stamp = os.stat(world.mapping).st_ino
+
+    again = world.set_dhcp([world.entry(0)])  # idempotent: nothing changes or restarts
+    assert again.returncode == 0 and os.stat(world.mapping).st_ino == stamp
+    assert world.agent_pid() == agent and world.dnsmasq() == {world.nets[0]["id"]: first}
+
+    both = world.set_dhcp([world.entry(0), world.entry(1)])
+    assert both.returncode == 0, both.stderr
+    wait_for(lambda: world.nets[1]["id"] in world.dnsmasq(), 20, "network 1 served")
+    assert world.agent_pid() == agent  # reconciled by signal, not restarted
+    assert world.dnsmasq()[world.nets[0]["id"]] == first  # DHCP never interrupted there
+
+    state = json.loads(world.call("getDHCP").stdout)
+    assert state["agent"] == {"running": True, "pid": agent}
+    assert sorted(n["id"] for n in state["networks"]) == sorted(n["id"] for n in world.nets)
+
+    off = world.set_dhcp([])
+    assert off.returncode == 0, off.stderr
+    assert world.agent_pid() is None and world.dnsmasq() == {}
+    assert read_mapping(world.mapping) == {}
+    assert OvirtInterfaceDriver(str(world.mapping), world.prefix).plugged_networks() == set()
+    assert world.set_dhcp([]).returncode == 0  # twice is fine
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        [{"name": "bad name", "id": str(uuid.uuid4())}],
+        [{"name": "net1", "id": "not-a-uuid"}],
+        [
+            {"name": "net1", "id": "11111111-1111-1111-1111-111111111111"},
+            {"name": "net1", "id": "22222222-2222-2222-2222-222222222222"},
+        ],
+        [{"name": "a\nb", "id": str(uuid.uuid4())}],
+        [{"name": f"n{i}", "id": str(uuid.uuid4())} for i in range(9)],  # max_networks = 8
+        "not a list",
+    ],
+)
+def test_invalid_input_is_a_jsonrpc_error_and_changes_nothing(world: HostWorld, bad) -> None:  # type: ignore[no-untyped-def]
+    assert world.set_dhcp([world.entry(0)]).returncode == 0
+    before = world.mapping.read_bytes()
+    agent = wait_for(world.agent_pid, 15, "agent started")
+    refused = world.call("setDHCP", f"networks={json.dumps(bad)}")
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("Error 21: ")
+    assert world.mapping.read_bytes() == before and world.agent_pid() == agent
+
+
+def test_unknown_verb_and_missing_params(world: HostWorld) -> None:
+    missing = world.call("setDHCP")
+    assert missing.returncode == 1 and missing.stderr.startswith("Error 11: ")
+
+
+def test_two_concurrent_calls_end_in_one_list_whole(world: HostWorld) -> None:
+    a, b = [world.entry(0)], [world.entry(1), world.entry(0)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ipam.cli.main",
+                "host-call",
+                world.host,
+                "Host",
+                "setDHCP",
+                f"networks={json.dumps(x)}",
+                "--config-file",
+                str(world.conf),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for x in (a, b)
+    ]
+    assert [p.wait(90) for p in procs] == [0, 0]
+    final = read_mapping(world.mapping)
+    assert final in ({e["id"]: e["name"] for e in a}, {e["id"]: e["name"] for e in b})
+    state = json.loads(world.call("getDHCP").stdout)
+    assert {n["id"]: n["name"] for n in state["networks"]} == final
+
+
+def test_host_heartbeat_reports_the_bridges(world: HostWorld) -> None:
+    db = sa.create_engine(f"sqlite:///{world.tmp}/state/ovirt-ipam.sqlite")
+
+    def bridges() -> list[str] | None:
+        with db.connect() as conn:
+            row = conn.execute(
+                sa.text("select bridges from hosts where name = :n"), {"n": world.host}
+            ).first()
+        return json.loads(row[0]) if row else None
+
+    got = wait_for(bridges, 15, "the host's heartbeat in the engine")
+    assert {b.name for b in world.bridges} <= set(got)
+
+
+_WRITER = """
+import sys
+from dhcp_driver.mapping import write_mapping
+path, a, b = sys.argv[1], {"name": "neta", "id": sys.argv[2]}, {"name": "netb", "id": sys.argv[3]}
+print("ready", flush=True)
+i = 0
+while True:
+    write_mapping(path, [a] if i % 2 else [a, b])
+    i += 1
+"""
+
+
+def test_a_crash_while_writing_leaves_the_old_or_the_new_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "m" / "dhcp-networks.json"
+    ida, idb = str(uuid.uuid4()), str(uuid.uuid4())
+    write_mapping(path, [{"name": "neta", "id": ida}])
+    allowed = [{ida: "neta"}, {ida: "neta", idb: "netb"}]
+    for i in range(15):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(path), ida, idb], stdout=subprocess.PIPE, cwd=ROOT
+        )
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+        wait_for(lambda: os.stat(path).st_mtime_ns > 0, 1, "a write")  # it writes in a loop
+        for _ in range(i * 50):  # crash at a different point of the loop each time
+            os.stat(path)
+        proc.kill()
+        proc.wait()
+        assert read_mapping(path) in allowed
+
+
+def test_schema_entry_matches_the_implementation() -> None:
+    doc = yaml.safe_load((ROOT / "vdsm_verb" / "vdsm-api-dhcp.yml").read_text())
+    set_params = [p["name"] for p in doc["Host.setDHCP"]["params"]]
+    assert set_params == list(inspect.signature(vdsm_api.set_dhcp).parameters)
+    assert set_params == [p for p in inspect.signature(DhcpVerb.set_dhcp).parameters if p != "self"]
+    assert "params" not in doc["Host.getDHCP"]
+    assert list(inspect.signature(vdsm_api.get_dhcp).parameters) == []
+    network_props = [p["name"] for p in doc["types"]["DhcpNetwork"]["properties"]]
+    assert network_props == ["name", "id"]
+    state_props = {p["name"] for p in doc["Host.getDHCP"]["return"]["type"]["properties"]}
+    ret_key = vdsm_api.COMMAND_INFO["Host_getDHCP"]["ret"]
+
+    class _Idle:
+        def running(self) -> None:
+            return None
+
+    answer = DhcpVerb("/nonexistent/mapping.json", _Idle(), lambda: None).get_dhcp()  # type: ignore[arg-type]
+    assert answer["status"] == {"code": 0, "message": "Done"}
+    assert set(answer[ret_key]) == state_props
+    agent_props = {p["name"] for p in doc["types"]["DhcpAgentState"]["properties"]}
+    assert set(answer[ret_key]["agent"]) == agent_props
