@@ -61,7 +61,7 @@ def render(state: NetworkState, paths: Paths, interface: str, lease_time: int) -
         for r in s.host_routes:
             routes += [
                 str(ipaddress.IPv4Network(r.destination)),
-                str(ipaddress.IPv4Address(r["nexthop"])),
+                str(ipaddress.IPv4Address(r.nexthop)),
             ]
         if routes and s.gateway_ip:
             # Clients ignore option 3 when option 121 is present (RFC 3442).

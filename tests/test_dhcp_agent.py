@@ -66,7 +66,7 @@ class AgentProcess:
 
 class World:
     def __init__(self, tmp: Path, engine, transport_url: str) -> None:  # type: ignore[no-untyped-def]
-        self.tmp, self.engine = tmp, engine
+        self.tmp, self.engine, self.transport_url = tmp, engine, transport_url
         self.api = httpx.Client(base_url=engine.url, timeout=30)
         self.bridge = Bridge()
         self.mapping = tmp / "mapping.json"
@@ -111,6 +111,15 @@ class World:
 
     def close(self) -> None:
         self.agent.stop()
+        if self.transport_url.startswith("amqp"):
+            from ipam import contracts
+            from ipam.messaging import Bus
+
+            bus = Bus(self.transport_url)
+            for queue in (contracts.agent_queue(self.agent.host),
+                          contracts.reply_queue(self.agent.host)):
+                bus.delete_queue(queue)
+            bus.close()
         for vm in self.vms:
             vm.remove()
         for pid in self.agent.dnsmasq_pids():  # ended by pid: ours, by state directory

@@ -15,7 +15,14 @@ import pytest
 from dhcp_driver.interface import OvirtInterfaceDriver
 from dhcp_driver.mapping import write_mapping
 from dhcp_driver.served_network import ServedNetwork
-from ipam.contracts import FixedIp, NetworkInfo, NetworkState, PortState, SubnetState
+from ipam.contracts import (
+    FixedIp,
+    HostRoute,
+    NetworkInfo,
+    NetworkState,
+    PortState,
+    SubnetState,
+)
 from ipam.polling import wait_for
 from tests.netlab import Bridge, Vm, rand
 
@@ -56,7 +63,7 @@ class World:
             admin_state_up=True,
         )
 
-    def state(self, ports: list[PortState]) -> NetworkState:
+    def state(self, ports: list[PortState], routes: list[HostRoute] | None = None) -> NetworkState:
         return NetworkState(
             network=NetworkInfo(
                 id=self.net_id,
@@ -72,7 +79,7 @@ class World:
                     gateway_ip=GATEWAY,
                     enable_dhcp=True,
                     dns_nameservers=DNS,
-                    host_routes=[],
+                    host_routes=routes or [],
                     revision_number=1,
                 )
             ],
@@ -187,3 +194,13 @@ def test_a_new_agent_adopts_the_running_dnsmasq(world: World) -> None:
     assert again.process.pid == pid  # adopted, not restarted
     assert [a.id for a in acks] == [port.id]  # its log shows the entry was read
     assert world.vm(port.mac_address).udhcpc(world.tmp)["ip"] == "10.77.0.16"  # type: ignore[index]
+
+
+def test_host_routes_reach_the_client(world: World) -> None:
+    port = world.port("02:00:00:00:10:08", "10.77.0.17")
+    route = HostRoute(destination="10.30.0.0/16", nexthop="10.77.0.254")
+    world.served.apply_state(world.state([port], routes=[route]))
+    lease = world.vm(port.mac_address).udhcpc(world.tmp)
+    assert lease is not None and lease["ip"] == "10.77.0.17"
+    # Option 121, with the default route added because clients then ignore option 3.
+    assert lease["staticroutes"].split() == ["10.30.0.0/16", "10.77.0.254", "0.0.0.0/0", GATEWAY]
