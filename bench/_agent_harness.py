@@ -139,8 +139,8 @@ class FakeEngine:
     """Consumes ENGINE_QUEUE: answers sync.request from the synthetic networks, and
     records when the first acknowledgement of each (port id, revision) arrived."""
 
-    def __init__(self, url: str) -> None:
-        self.bus = Bus(url, polling_interval=POLLING_INTERVAL, name="bench-engine")
+    def __init__(self, url: str, polling_interval: float = POLLING_INTERVAL) -> None:
+        self.bus = Bus(url, polling_interval=polling_interval, name="bench-engine")
         self.networks: dict[str, SyntheticNetwork] = {}
         self.acked: dict[tuple[str, int], float] = {}
         self.ack_messages = 0
@@ -242,7 +242,14 @@ class Bridges:
 class AgentProcess:
     """A real ``ovirt-ipam dhcp-agent`` (like tests/test_dhcp_agent.py's AgentProcess)."""
 
-    def __init__(self, workdir: Path, transport_url: str, host: str, prefix: str) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        transport_url: str,
+        host: str,
+        prefix: str,
+        polling_interval: float = POLLING_INTERVAL,
+    ) -> None:
         self.workdir, self.host, self.prefix = workdir, host, prefix
         workdir.mkdir(parents=True, exist_ok=True)
         self.state_path = workdir / "state"
@@ -250,7 +257,7 @@ class AgentProcess:
         self.conf = workdir / "agent.conf"
         self.conf.write_text(
             f"[DEFAULT]\nstate_path = {self.state_path}\ntransport_url = {transport_url}\n"
-            f"[bus]\npolling_interval = {POLLING_INTERVAL}\n"
+            f"[bus]\npolling_interval = {polling_interval}\n"
             f"[dhcp_agent]\nhost = {host}\nmapping_file = {self.mapping}\n"
             f"namespace_prefix = {prefix}\nresync_interval = 3600\nconfirm_timeout = 10\n"
         )
@@ -308,6 +315,10 @@ class AgentProcess:
     def rss_mb(self) -> float:
         assert self.proc is not None
         return psutil.Process(self.proc.pid).memory_info().rss / 2**20
+
+    def num_threads(self) -> int:
+        assert self.proc is not None
+        return psutil.Process(self.proc.pid).num_threads()
 
     def cpu_times(self) -> Any:
         assert self.proc is not None
@@ -548,33 +559,34 @@ class HostsfileDnsmasq:
         self.follower.skip_to_end()
         ns = self.ns_srv
         wd = self.workdir
-        self.proc = subprocess.Popen(
-            [
-                "dnsmasq",
-                "--keep-in-foreground",
-                f"--conf-file={wd}/empty.conf",
-                "--port=0",
-                "--no-resolv",
-                "--no-hosts",
-                f"--interface={self.if_srv}",
-                "--bind-interfaces",
-                "--except-interface=lo",
-                f"--dhcp-range=10.{self.NET}.0.0,static,255.255.0.0,120s",
-                "--dhcp-lease-max=65536",
-                f"--dhcp-hostsfile={self.hostsfile}",
-                f"--dhcp-leasefile={wd}/leases",
-                f"--pid-file={wd}/dnsmasq.pid",
-                f"--log-facility={self.logfile}",
-                "--user=root",
-                "--group=root",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=open(wd / "dnsmasq.stderr", "ab"),  # noqa: SIM115
-            preexec_fn=lambda: netns.setns(ns, flags=0),
-            start_new_session=True,
-        )
         (wd / "empty.conf").touch()
+        with open(wd / "dnsmasq.stderr", "ab") as err:
+            self.proc = subprocess.Popen(
+                [
+                    "dnsmasq",
+                    "--keep-in-foreground",
+                    f"--conf-file={wd}/empty.conf",
+                    "--port=0",
+                    "--no-resolv",
+                    "--no-hosts",
+                    f"--interface={self.if_srv}",
+                    "--bind-interfaces",
+                    "--except-interface=lo",
+                    f"--dhcp-range=10.{self.NET}.0.0,static,255.255.0.0,120s",
+                    "--dhcp-lease-max=65536",
+                    f"--dhcp-hostsfile={self.hostsfile}",
+                    f"--dhcp-leasefile={wd}/leases",
+                    f"--pid-file={wd}/dnsmasq.pid",
+                    f"--log-facility={self.logfile}",
+                    "--user=root",
+                    "--group=root",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                preexec_fn=lambda: netns.setns(ns, flags=0),
+                start_new_session=True,
+            )
         self._wait_read(time.monotonic() + 60)
 
     def add_host(self) -> tuple[float, float]:

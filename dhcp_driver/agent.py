@@ -183,6 +183,7 @@ class Agent:
         self.workers: dict[str, NetworkWorker] = {}
         self.stopping = threading.Event()
         self.reconcile_wanted = threading.Event()
+        self.beat_now = threading.Event()
         self.started_at = time.time()
         self._call_lock = threading.Lock()
         self._mapping_stamp: tuple[int, int] | None = None
@@ -322,7 +323,8 @@ class Agent:
             if self.reconcile_wanted.is_set() or self._mapping_changed() or not next_resync:
                 self.reconcile_wanted.clear()
                 self.reconcile()
-            if now >= next_beat:
+            if now >= next_beat or self.beat_now.is_set():
+                self.beat_now.clear()
                 self.heartbeat()
                 next_beat = now + cfg_.heartbeat_interval
             if next_resync and now >= next_resync:
@@ -330,7 +332,7 @@ class Agent:
                     worker.put(("resync", None))
             if not next_resync or now >= next_resync:
                 next_resync = now + cfg_.resync_interval
-            self.stopping.wait(min(0.2, cfg_.heartbeat_interval))
+            self.beat_now.wait(min(0.2, cfg_.heartbeat_interval))
         LOG.info("DHCP agent stopping; dnsmasq processes keep serving")
         for worker in self.workers.values():
             worker.stop(cleanup=False)

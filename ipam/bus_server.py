@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
@@ -42,7 +43,10 @@ LOG = logging.getLogger(__name__)
 
 
 class BusServer:
-    def __init__(self, store: Store, bus: Bus, notifier: Notifier) -> None:
+    def __init__(
+        self, store: Store, bus: Bus, notifier: Notifier, on_acks: Callable[[], None] | None = None
+    ) -> None:
+        self.on_acks = on_acks  # wakes requests waiting for readiness (ipam.readiness)
         self.store = store
         self.bus = bus
         self.notifier = notifier
@@ -145,6 +149,8 @@ class BusServer:
     def _ack(self, env: Envelope, ack: PortAck) -> None:
         acked = {p.id: p.revision_number for p in ack.ports}
         recorded, activated = self.store.record_acks(ack.host, ack.network_id, acked)
+        if self.on_acks is not None:
+            self.on_acks()
         LOG.info(
             "Port acks from host %s on network %s: %d acknowledged, %d recorded, %d now ACTIVE",
             ack.host,

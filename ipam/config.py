@@ -92,7 +92,34 @@ bus_opts = [
     ),
 ]
 
+dhcp_opts = [
+    cfg.StrOpt(
+        "ready_policy",
+        default="any",
+        choices=[
+            ("any", "a port create returns once one serving DHCP server loaded it"),
+            ("all", "... once every live serving DHCP server loaded it"),
+            ("none", "returns at once; the port becomes ACTIVE when a server loaded it"),
+        ],
+        help="When POST /v2.0/ports (and a PUT changing MAC or IPs) returns.",
+    ),
+    cfg.FloatOpt(
+        "ready_timeout",
+        default=10.0,
+        min=0,
+        help="Longest wait for the ready policy, in seconds; then the port is returned DOWN.",
+    ),
+    cfg.FloatOpt(
+        "host_down_time",
+        default=6.0,
+        min=0.5,
+        help="Seconds without a heartbeat after which a host (or its DHCP agent) "
+        "is considered down.",
+    ),
+]
+
 CONF.register_opts(default_opts)
+CONF.register_opts(dhcp_opts, group="dhcp")
 CONF.register_opts(database_opts, group="database")
 CONF.register_opts(api_opts, group="api")
 CONF.register_opts(bus_opts, group="bus")
@@ -105,6 +132,7 @@ def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
         ("database", database_opts),
         ("api", api_opts),
         ("bus", bus_opts),
+        ("dhcp", dhcp_opts),
     ]
 
 

@@ -283,6 +283,10 @@ def update(conn: Connection, port_id: str, attrs: dict[str, Any]) -> dict[str, A
         keep = {(s.id, ip) for s, ip in wanted if (s.id, ip) in current}
         allocation.release(conn, port_id, keep)
         _allocate(conn, port_id, [(s, ip) for s, ip in wanted if (s.id, ip) not in keep])
+        if keep != current or len(wanted) != len(keep):
+            values["status"] = STATUS_DOWN  # until a DHCP server has the new entry
+    if "mac_address" in values:
+        values["status"] = STATUS_DOWN
     values.update(updated_at=timestamp(), revision_number=row.revision_number + 1)
     conn.execute(sa.update(ports).where(ports.c.id == port_id).values(**values))
     return show(conn, port_id)

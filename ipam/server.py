@@ -17,6 +17,7 @@ from ipam.db import migrate
 from ipam.db.engine import Database
 from ipam.messaging import Bus
 from ipam.notifier import Notifier
+from ipam.readiness import Readiness
 from ipam.store import Store
 
 LOG = logging.getLogger(__name__)
@@ -49,8 +50,13 @@ def run(conf: cfg.ConfigOpts) -> None:
         raise cfg.Error(f"[DEFAULT] transport_url: {exc}") from None
     notifier = Notifier(bus, db)
     store = Store(db, conf.base_mac, notifier=notifier)
-    bus_server = BusServer(store, bus, notifier)
-    app = create_app(store, auth_plugin(conf), conf.api.max_request_body_size, conf.api.public_url)
+    readiness = Readiness(
+        store, conf.dhcp.ready_policy, conf.dhcp.ready_timeout, conf.dhcp.host_down_time
+    )
+    bus_server = BusServer(store, bus, notifier, on_acks=readiness.acks_recorded)
+    app = create_app(
+        store, auth_plugin(conf), conf.api.max_request_body_size, conf.api.public_url, readiness
+    )
     LOG.info(
         "Engine serving the API on http://%s:%d (auth_strategy=%s, store=%s, bus=%s)",
         conf.api.bind_host,

@@ -134,3 +134,6 @@ def engine_factory(tmp_path: Path) -> Iterator[Callable[..., EngineProcess]]:
     yield start
     for eng in started:
         eng.stop()
+
+
+from tests.agentlab import world_factory  # noqa: E402,F401 (the one-host DHCP world fixture)

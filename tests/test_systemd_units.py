@@ -20,8 +20,11 @@ def _unit(name: str) -> configparser.ConfigParser:
 
 def test_units_start_existing_subcommands() -> None:
     commands = set(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
-    for name, command in [("ovirt-ipam-engine.service", "engine"),
-                          ("ovirt-ipam-host.service", "host"), (UNIT, "dhcp-agent")]:
+    for name, command in [
+        ("ovirt-ipam-engine.service", "engine"),
+        ("ovirt-ipam-host.service", "host"),
+        (UNIT, "dhcp-agent"),
+    ]:
         argv = _unit(name)["Service"]["ExecStart"].split()
         assert argv[0].endswith("/ovirt-ipam") and argv[1] == command and command in commands
         assert argv[2:] == ["--config-file", "/etc/ovirt-ipam/ovirt-ipam.conf"]

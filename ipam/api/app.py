@@ -10,6 +10,7 @@ from ipam.api.auth import AuthPlugin, NoAuth, StaticTokenAuth
 from ipam.api.middleware import BodyLimitAndAccessLog
 from ipam.api.models import NetworkBody, PortBody, SubnetBody
 from ipam.api.resources import crud_router
+from ipam.readiness import Readiness
 from ipam.store import Store
 
 DESCRIPTION = (
@@ -30,6 +31,7 @@ def create_app(
     auth: AuthPlugin | None = None,
     max_body: int = 1024 * 1024,
     public_url: str | None = None,
+    readiness: Readiness | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="ovirt-ipam",
@@ -40,6 +42,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.store = store
+    app.state.readiness = readiness  # None: ports are returned at once, as stored
     app.state.auth = auth or NoAuth()
     app.state.public_url = public_url
     errors.install(app)

@@ -109,12 +109,20 @@ def crud_router(
     @router.post("", status_code=201, summary=f"Create a {member}")
     def create_item(request: Request, body: body_model = Body(...)) -> dict:  # type: ignore[valid-type]
         inner = getattr(body, member)
-        return JSONResponse({member: store_call(request, "create")(inner.attrs())}, 201)
+        item = store_call(request, "create")(inner.attrs())
+        if member == "port" and request.app.state.readiness is not None:
+            item = request.app.state.readiness.wait(item)  # DESIGN.md flow 4
+        return JSONResponse({member: item}, 201)
 
     @router.put("/{item_id}", summary=f"Update a {member}")
     def update_item(request: Request, item_id: str, body: body_model = Body(...)) -> dict:  # type: ignore[valid-type]
         inner = getattr(body, member)
-        return JSONResponse({member: store_call(request, "update")(item_id, inner.attrs())})
+        attrs = inner.attrs()
+        item = store_call(request, "update")(item_id, attrs)
+        readiness = request.app.state.readiness
+        if member == "port" and readiness is not None and {"mac_address", "fixed_ips"} & set(attrs):
+            item = readiness.wait(item)
+        return JSONResponse({member: item})
 
     @router.delete("/{item_id}", status_code=204, summary=f"Delete a {member}")
     def delete_item(request: Request, item_id: str) -> Response:

@@ -1,0 +1,196 @@
+"""A one-host DHCP world for tests: a real engine process, a real agent process on
+a bridge, VMs as namespaces running busybox udhcpc (shared by the agent and the
+readiness tests)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from dhcp_driver.mapping import write_mapping
+from ipam.polling import wait_for
+from tests.netlab import Bridge, Vm, rand
+
+CIDR = "10.66.0.0/24"
+
+
+class AgentProcess:
+    def __init__(
+        self,
+        tmp: Path,
+        transport_url: str,
+        host: str,
+        mapping: Path,
+        prefix: str,
+        extra_conf: str = "",
+    ):
+        self.tmp, self.host, self.prefix = tmp, host, prefix
+        self.conf = tmp / f"agent-{host}.conf"
+        self.conf.write_text(
+            f"[DEFAULT]\nstate_path = {tmp}/agent-{host}\ntransport_url = {transport_url}\n"
+            f"[dhcp_agent]\nhost = {host}\nmapping_file = {mapping}\n"
+            f"namespace_prefix = {prefix}\nlease_time = 120\nheartbeat_interval = 0.5\n"
+            "confirm_timeout = 5\n" + extra_conf
+        )
+        self.logfile = tmp / f"agent-{host}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        log = open(self.logfile, "a")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ipam.cli.main", "dhcp-agent", "--config-file", str(self.conf)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def logs(self) -> str:
+        return self.logfile.read_text() if self.logfile.exists() else ""
+
+    def dnsmasq_pids(self) -> list[int]:
+        """dnsmasq processes serving this agent's state directory."""
+        marker = f"{self.tmp}/agent-{self.host}/dhcp/"
+        pids = []
+        for proc in psutil.process_iter(["name", "cmdline"]):
+            if proc.info["name"] == "dnsmasq" and any(
+                marker in a for a in proc.info["cmdline"] or []
+            ):
+                pids.append(proc.pid)
+        return pids
+
+
+class World:
+    def __init__(self, tmp: Path, engine, transport_url: str, agent_conf: str = "") -> None:  # type: ignore[no-untyped-def]
+        self.tmp, self.engine, self.transport_url = tmp, engine, transport_url
+        self.api = httpx.Client(base_url=engine.url, timeout=30)
+        self.bridge = Bridge()
+        self.mapping = tmp / "mapping.json"
+        self.agent = AgentProcess(
+            tmp, transport_url, f"h{rand()}", self.mapping, f"t-{rand()}-", agent_conf
+        )
+        self.vms: list[Vm] = []
+        net = self.post("networks", {"name": self.bridge.name, "ha_count": 1})
+        self.net_id = net["id"]
+        self.subnet = self.post(
+            "subnets", {"network_id": self.net_id, "cidr": CIDR, "dns_nameservers": ["10.66.0.53"]}
+        )
+
+    def post(self, kind: str, body: dict) -> dict:
+        member = kind[:-1]
+        resp = self.api.post(f"/v2.0/{kind}", json={member: body})
+        assert resp.status_code == 201, resp.text
+        return resp.json()[member]
+
+    def port(self, **attrs) -> dict:  # type: ignore[no-untyped-def]
+        return self.post("ports", {"network_id": self.net_id, "device_owner": "oVirt", **attrs})
+
+    def status(self, port_id: str) -> str:
+        return self.api.get(f"/v2.0/ports/{port_id}").json()["port"]["status"]
+
+    def wait_active(self, port: dict, timeout: float = 15) -> None:
+        wait_for(
+            lambda: self.status(port["id"]) == "ACTIVE",
+            timeout,
+            f"port {port['id']} acknowledged\n{self.agent.logs()[-3000:]}",
+            interval=0.05,
+        )
+
+    def wait_serving(self, timeout: float = 15) -> None:
+        """Until the engine counts this host's dnsmasq for the network as running."""
+        import json
+
+        import sqlalchemy as sa
+
+        db = sa.create_engine(f"sqlite:///{self.tmp}/state/ovirt-ipam.sqlite")
+
+        def running() -> bool:
+            with db.connect() as conn:
+                row = conn.execute(
+                    sa.text("select status from dhcp_agents where host = :h"),
+                    {"h": self.agent.host},
+                ).first()
+            nets = json.loads(row[0]).get("networks", []) if row and row[0] else []
+            return any(n["id"] == self.net_id and n["dnsmasq"] == "running" for n in nets)
+
+        try:
+            wait_for(running, timeout, "the engine to count the host as serving")
+        finally:
+            db.dispose()
+
+    def serve(self) -> None:
+        write_mapping(self.mapping, [{"name": self.bridge.name, "id": self.net_id}])
+
+    def vm(self, mac: str) -> Vm:
+        vm = Vm(self.bridge.name, mac)
+        self.vms.append(vm)
+        return vm
+
+    def lease(self, port: dict, tries: int = 3) -> str | None:
+        got = self.vm(port["mac_address"]).udhcpc(self.tmp, tries=tries, timeout=1)
+        return got["ip"] if got else None
+
+    def close(self) -> None:
+        self.agent.stop()
+        if self.transport_url.startswith("amqp"):
+            from ipam import contracts
+            from ipam.messaging import Bus
+
+            bus = Bus(self.transport_url)
+            for queue in (
+                contracts.agent_queue(self.agent.host),
+                contracts.reply_queue(self.agent.host),
+            ):
+                bus.delete_queue(queue)
+            bus.close()
+        for vm in self.vms:
+            vm.remove()
+        for pid in self.agent.dnsmasq_pids():  # ended by pid: ours, by state directory
+            os.kill(pid, signal.SIGTERM)
+        from dhcp_driver.interface import OvirtInterfaceDriver
+
+        OvirtInterfaceDriver(str(self.mapping), self.agent.prefix).cleanup_stale(set())
+        self.bridge.remove()
+        self.api.close()
+
+
+def ip_of(port: dict) -> str:
+    return port["fixed_ips"][0]["ip_address"]
+
+
+@pytest.fixture
+def world_factory(tmp_path: Path, engine_factory) -> Iterator[Callable[..., World]]:  # type: ignore[no-untyped-def]
+    made: list[World] = []
+
+    def make(
+        transport_url: str | None = None, engine_conf: str = "", agent_conf: str = ""
+    ) -> World:
+        if transport_url is None:
+            engine = engine_factory(engine_conf)
+            url = f"filesystem://{tmp_path}/state/bus"
+        else:
+            engine = engine_factory(f"{engine_conf}[DEFAULT]\ntransport_url = {transport_url}\n")
+            url = transport_url
+        world = World(tmp_path, engine, url, agent_conf)
+        made.append(world)
+        return world
+
+    yield make
+    for world in made:
+        world.close()
