@@ -298,6 +298,7 @@ class Agent:
 
     # -- the process ----------------------------------------------------------------
     def run(self) -> None:
+        ensure_inotify_instances(INOTIFY_INSTANCES)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.state_dir, 0o700)
         signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
@@ -338,6 +339,33 @@ class Agent:
             worker.stop(cleanup=False)
         consumer.join(5)
         self.bus.close()
+
+
+INOTIFY_INSTANCES = 1024
+_INOTIFY_LIMIT = Path("/proc/sys/fs/inotify/max_user_instances")
+
+
+def ensure_inotify_instances(wanted: int) -> None:
+    """Every dnsmasq watches its hostsdir with an inotify instance of its own, and the
+    kernel's default allows 128 per user: raise it (also shipped in etc/sysctl.d)."""
+    try:
+        current = int(_INOTIFY_LIMIT.read_text())
+    except (OSError, ValueError):
+        return
+    if current >= wanted:
+        return
+    try:
+        _INOTIFY_LIMIT.write_text(f"{wanted}\n")
+        LOG.info(
+            "Raised fs.inotify.max_user_instances from %d to %d (one per dnsmasq)", current, wanted
+        )
+    except OSError as exc:
+        LOG.error(
+            "fs.inotify.max_user_instances is %d and cannot be raised (%s): at most "
+            "about that many networks can be served",
+            current,
+            exc,
+        )
 
 
 def shutdown_all(conf: cfg.ConfigOpts) -> None:

@@ -14,11 +14,15 @@ import subprocess
 import time
 
 import psutil
-from pyroute2 import netns
 
 from dhcp_driver.dnsmasq_config import Paths
 
 LOG = logging.getLogger(__name__)
+NETNS_RUN_DIR = "/run/netns"
+
+
+def _in_netns(namespace: str) -> list[str]:
+    return ["nsenter", f"--net={NETNS_RUN_DIR}/{namespace}", "--"]
 
 
 class DnsmasqProcess:
@@ -51,6 +55,8 @@ class DnsmasqProcess:
                 return pid
         except (OSError, ValueError, psutil.Error):
             pass
+        if not self.paths.conf.exists():
+            return None  # never started here: no need to look through every process
         for proc in psutil.process_iter(["name"]):
             if proc.info["name"] == "dnsmasq" and self._ours(proc):
                 return proc.pid
@@ -66,14 +72,20 @@ class DnsmasqProcess:
 
     def start(self) -> None:
         ns = self.namespace
+        # nsenter (util-linux) enters the namespace and execs dnsmasq: without a Python
+        # preexec_fn the (large, threaded) agent is not forked in full.
         err = open(self.paths.base / "dnsmasq.stderr", "ab")  # noqa: SIM115
         try:
             self._child = subprocess.Popen(
-                [self.binary, "--keep-in-foreground", f"--conf-file={self.paths.conf}"],
+                [
+                    *_in_netns(ns),
+                    self.binary,
+                    "--keep-in-foreground",
+                    f"--conf-file={self.paths.conf}",
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=err,
-                preexec_fn=lambda: netns.setns(ns),
                 start_new_session=True,
                 close_fds=True,
             )
@@ -133,8 +145,7 @@ class DnsmasqProcess:
         """Drop a deleted port's lease (dnsmasq-utils' dhcp_release, in the namespace)."""
         ns = self.namespace
         result = subprocess.run(
-            ["dhcp_release", interface, ip, mac],
-            preexec_fn=lambda: netns.setns(ns),
+            [*_in_netns(ns), "dhcp_release", interface, ip, mac],
             capture_output=True,
             text=True,
             timeout=10,

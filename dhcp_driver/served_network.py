@@ -294,7 +294,7 @@ class ServedNetwork:
                 _write_atomic(self.paths.hostsdir / SENTINEL, "")
                 sentinel_written = True
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or (not self.process.alive() and not start):
+            if remaining <= 0 or not self.process.alive():
                 LOG.warning(
                     "Network %s: no verdict from dnsmasq on %d of %d entr(y/ies) within %.1fs",
                     self.network_id,

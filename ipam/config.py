@@ -84,7 +84,7 @@ api_opts = [
 bus_opts = [
     cfg.FloatOpt(
         "polling_interval",
-        default=0.01,
+        default=0.002,
         min=0.001,
         max=10,
         help="Seconds between polls of the message directory when transport_url is "
