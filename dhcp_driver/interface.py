@@ -32,6 +32,7 @@ sockets and closes them before returning.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import ipaddress
 import logging
@@ -122,15 +123,38 @@ def _check_cidrs(cidrs: Iterable[str]) -> list[ipaddress.IPv4Interface | ipaddre
 # -- pyroute2 helpers ----------------------------------------------------------------
 
 
+_libc = ctypes.CDLL(None, use_errno=True)
+_CLONE_NEWNET = 0x40000000
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, _CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
 def _iproute(namespace: str | None = None) -> IPRoute:
     """An RTNL socket in the caller's netns, or in an existing named netns.
 
-    flags=0: pyroute2's default (O_CREAT) would silently create a missing namespace.
+    For a named netns this thread enters it (setns(2) moves only the calling
+    thread), opens the socket there and comes back: pyroute2's own IPRoute(netns=)
+    forks a child per socket, which in a large threaded agent serving hundreds of
+    networks costs milliseconds each. A missing namespace raises FileNotFoundError.
     groups=0: we never read multicast events, so do not subscribe to them.
     """
     if namespace is None:
         return IPRoute(groups=0)
-    return IPRoute(netns=namespace, flags=0, groups=0)
+    target = os.open(os.path.join(netns.NETNS_RUN_DIR, namespace), os.O_RDONLY | os.O_CLOEXEC)
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _setns(target)
+        try:
+            return IPRoute(groups=0)
+        finally:
+            _setns(own)
+    finally:
+        os.close(own)
+        os.close(target)
 
 
 @contextlib.contextmanager
