@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from ipam.contracts import AckedPort, NetworkState, PortState
 
 LOG = logging.getLogger(__name__)
 SENTINEL = "sentinel"
+LOG_ROTATE_BYTES = 16 * 1024 * 1024
 
 
 def _write_atomic(path: Path, content: str) -> None:
@@ -327,6 +329,7 @@ class ServedNetwork:
         if self.state is None or self.process.alive():
             if self.process.alive():
                 self.process.failures = 0
+                self._rotate_log()
             return None
         if time.monotonic() < self.process.next_start:
             return None
@@ -338,6 +341,18 @@ class ServedNetwork:
         )
         self.process.backoff()
         return self._start({}, [])
+
+    def _rotate_log(self) -> None:
+        """dnsmasq logs every DHCP exchange: keep one old log, reopened by SIGUSR2.
+        The follower reads the rest of the old file before it moves to the new one."""
+        try:
+            if self.paths.log.stat().st_size < LOG_ROTATE_BYTES:
+                return
+        except FileNotFoundError:
+            return
+        os.replace(self.paths.log, self.paths.log.with_suffix(".log.1"))
+        self.process.signal(signal.SIGUSR2)
+        LOG.info("Network %s: rotated the dnsmasq log", self.network_id)
 
     def ports_count(self) -> int:
         return len(self.ports)

@@ -204,3 +204,16 @@ def test_host_routes_reach_the_client(world: World) -> None:
     assert lease is not None and lease["ip"] == "10.77.0.17"
     # Option 121, with the default route added because clients then ignore option 3.
     assert lease["staticroutes"].split() == ["10.30.0.0/16", "10.77.0.254", "0.0.0.0/0", GATEWAY]
+
+
+def test_a_big_log_is_rotated_and_acknowledgements_go_on(world: World, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from dhcp_driver import served_network
+
+    world.served.apply_state(world.state([]))
+    monkeypatch.setattr(served_network, "LOG_ROTATE_BYTES", 1)
+    assert world.served.check() is None  # alive: rotates instead
+    assert world.served.paths.log.with_suffix(".log.1").exists()
+    monkeypatch.setattr(served_network, "LOG_ROTATE_BYTES", 1 << 40)
+    port = world.port("02:00:00:00:10:09", "10.77.0.18")
+    assert [a.id for a in world.served.update_ports([port])] == [port.id]
+    assert f"read {world.served.paths.hostsdir}/{port.id}" in world.served.paths.log.read_text()
