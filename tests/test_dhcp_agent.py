@@ -20,6 +20,8 @@ def test_agent_serves_creates_deletes_reuse_and_ip_change(world_factory) -> None
     w.agent.start()
     w.wait_active(first)
     assert w.lease(first) == ip_of(first)
+    serving = w.api.get(f"/v2.0/networks/{w.net_id}/dhcp-agents").json()["agents"]
+    assert [(a["host"], a["alive"]) for a in serving] == [(w.agent.host, True)]
 
     second = w.port(mac_address="02:00:00:66:00:02")
     w.wait_active(second)

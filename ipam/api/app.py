@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from oslo_config import cfg
 
-from ipam.api import discovery, errors, identity
+from ipam.api import agents, discovery, errors, identity
 from ipam.api.auth import AuthPlugin, NoAuth, StaticTokenAuth
 from ipam.api.middleware import BodyLimitAndAccessLog
 from ipam.api.models import NetworkBody, PortBody, SubnetBody
@@ -43,6 +43,7 @@ def create_app(
     )
     app.state.store = store
     app.state.readiness = readiness  # None: ports are returned at once, as stored
+    app.state.host_down_time = readiness.host_down_time if readiness else 6.0
     app.state.auth = auth or NoAuth()
     app.state.public_url = public_url
     errors.install(app)
@@ -51,6 +52,7 @@ def create_app(
         return request.app.state.store
 
     app.include_router(discovery.router)
+    app.include_router(agents.router)
     app.include_router(identity.router)
     app.include_router(crud_router("networks", "network", NetworkBody, store_of))
     app.include_router(crud_router("subnets", "subnet", SubnetBody, store_of))

@@ -88,7 +88,35 @@ def _attrs_port(a: argparse.Namespace, client: Client) -> dict[str, Any]:
     return out
 
 
+def placement(a: argparse.Namespace) -> int:
+    """Which hosts' DHCP agents serve each network, and whether they are alive."""
+    client = Client(a.url, a.token)
+    try:
+        rows = []
+        for net in client.request("GET", "/v2.0/networks")["networks"]:
+            agents = client.request("GET", f"/v2.0/networks/{net['id']}/dhcp-agents")["agents"]
+            rows.append(
+                {
+                    "network": net["name"],
+                    "id": net["id"],
+                    "vdsm_name": net["vdsm_name"],
+                    "ha_count": net["ha_count"],
+                    "dhcp_hosts": [
+                        f"{x['host']} ({'alive' if x['alive'] else 'DOWN'})" for x in agents
+                    ],
+                }
+            )
+    except ApiError as exc:
+        print(f"Error: {exc}")
+        return 1
+    print(table.show_list(rows, ["network", "id", "vdsm_name", "ha_count", "dhcp_hosts"], a.format))
+    return 0
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
+    pp = sub.add_parser("placement", help="which hosts serve DHCP for each network")
+    _common(pp)
+    pp.set_defaults(func=placement)
     for kind in ("network", "subnet", "port"):
         kp = sub.add_parser(kind, help=f"manage {PLURAL[kind]} through the REST API")
         actions = kp.add_subparsers(dest="action", required=True)
