@@ -109,6 +109,20 @@ dhcp_opts = [
         min=0,
         help="Longest wait for the ready policy, in seconds; then the port is returned DOWN.",
     ),
+    cfg.BoolOpt(
+        "manage_placement",
+        default=True,
+        help="Run the DHCP manager (in the engine holding the leader lock): place networks "
+        "on hosts and call Host.setDHCP. Off: hosts serve what an administrator gives them "
+        "with 'ovirt-ipam host-call'.",
+    ),
+    cfg.FloatOpt(
+        "startup_grace",
+        default=6.0,
+        min=0,
+        help="Seconds after the engine starts before the DHCP manager decides anything, "
+        "while the hosts' heartbeats come in.",
+    ),
     cfg.FloatOpt(
         "host_down_time",
         default=6.0,

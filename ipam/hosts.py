@@ -28,6 +28,12 @@ def list_(conn: Connection) -> list[dict[str, Any]]:
             "bridges": list(r.bridges),
             "started_at": r.started_at,
             "last_seen": r.last_seen,
+            "dhcp_desired": r.dhcp_desired,
+            "dhcp_confirmed": r.dhcp_confirmed,
         }
         for r in rows
     ]
+
+
+def set_dhcp_lists(conn: Connection, name: str, values: dict[str, Any]) -> None:
+    conn.execute(sa.update(hosts).where(hosts.c.name == name).values(**values))

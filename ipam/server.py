@@ -15,6 +15,8 @@ from ipam.api.app import auth_plugin, create_app
 from ipam.bus_server import BusServer
 from ipam.db import migrate
 from ipam.db.engine import Database
+from ipam.dhcp_manager import DhcpManager
+from ipam.leader import LeaderLock
 from ipam.messaging import Bus
 from ipam.notifier import Notifier
 from ipam.readiness import Readiness
@@ -66,7 +68,19 @@ def run(conf: cfg.ConfigOpts) -> None:
         bus.safe_url,
     )
 
+    manager = None
+    if conf.dhcp.manage_placement:
+        manager = DhcpManager(
+            store,
+            bus,
+            LeaderLock(db, conf.state_path),
+            conf.dhcp.host_down_time,
+            conf.dhcp.startup_grace,
+        )
+
     def shutdown() -> None:
+        if manager is not None:
+            manager.stop()
         bus_server.stop()
         bus.close()
 
@@ -79,6 +93,8 @@ def run(conf: cfg.ConfigOpts) -> None:
 
     app.router.lifespan_context = lifespan
     bus_server.start()
+    if manager is not None:
+        manager.start()
     try:
         uvicorn.run(
             app,

@@ -191,6 +191,17 @@ class Store:
         """A host service is alive and carries these oVirt networks (bridges)."""
         self.db.write(lambda c: hosts.heartbeat(c, name, bridges, started_at, time.time()))
 
+    def set_host_dhcp(
+        self, name: str, *, desired: list | None = None, confirmed: list | None = None
+    ) -> None:
+        """Record the DHCP manager's wanted list for a host, or what the host confirmed."""
+        values: dict[str, Any] = {}
+        if desired is not None:
+            values["dhcp_desired"] = desired
+        if confirmed is not None:
+            values["dhcp_confirmed"] = confirmed
+        self.db.write(lambda c: hosts.set_dhcp_lists(c, name, values))
+
     def list_hosts(self) -> list[dict[str, Any]]:
         with self.db.read() as c:
             return hosts.list_(c)

@@ -4,12 +4,11 @@ call of a host's verb over the bus, for administrators."""
 from __future__ import annotations
 
 import json
-import os
-import socket
 import sys
 from typing import Any
 
 from ipam import contracts
+from ipam.host_rpc import call
 from ipam.messaging import Bus
 
 
@@ -27,27 +26,6 @@ def parse_params(args: list[str]) -> dict[str, Any]:
     return params
 
 
-def call(
-    bus: Bus, host: str, namespace: str, verb: str, params: dict[str, Any], timeout: float
-) -> dict[str, Any]:
-    """The JSON-RPC response of ``namespace.verb(**params)`` on host's service."""
-    caller = f"cli-{socket.gethostname()[:40]}-{os.getpid()}"
-    request = contracts.JsonRpcRequest(
-        jsonrpc="2.0", method=f"{namespace}.{verb}", params=params, id=contracts.new_id()
-    )
-    reply_queue = contracts.reply_queue(caller)
-    try:
-        _, response = bus.call(
-            contracts.host_queue(host),
-            contracts.make("jsonrpc.request", request, caller),
-            reply_queue,
-            timeout,
-        )
-    finally:
-        bus.delete_queue(reply_queue)
-    return response.model_dump(exclude_none=True)
-
-
 def main(bus: Bus, host: str, namespace: str, verb: str, args: list[str], timeout: float) -> int:
     try:
         params = parse_params(args)
@@ -56,7 +34,7 @@ def main(bus: Bus, host: str, namespace: str, verb: str, args: list[str], timeou
         print(f"Error: {exc}", file=sys.stderr)
         return 2
     try:
-        response = call(bus, host, namespace, verb, params, timeout)
+        response = call(bus, host, f"{namespace}.{verb}", params, timeout)
     except TimeoutError:
         print(
             f"Error: no answer from host {host} within {timeout}s (is 'ovirt-ipam host' "

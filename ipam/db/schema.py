@@ -141,6 +141,9 @@ hosts = sa.Table(
     sa.Column("bridges", sa.JSON, nullable=False),
     sa.Column("started_at", sa.Float, nullable=False),
     sa.Column("last_seen", sa.Float, nullable=False),
+    # What the DHCP manager wants the host to serve, and what Host.setDHCP confirmed.
+    sa.Column("dhcp_desired", sa.JSON, nullable=True),
+    sa.Column("dhcp_confirmed", sa.JSON, nullable=True),
 )
 
 # Readiness acknowledgements: host's dnsmasq has loaded revision_number of the port.

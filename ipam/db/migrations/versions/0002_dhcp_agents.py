@@ -30,6 +30,8 @@ def upgrade() -> None:
         sa.Column("bridges", sa.JSON(), nullable=False),
         sa.Column("started_at", sa.Float(), nullable=False),
         sa.Column("last_seen", sa.Float(), nullable=False),
+        sa.Column("dhcp_desired", sa.JSON(), nullable=True),
+        sa.Column("dhcp_confirmed", sa.JSON(), nullable=True),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_hosts")),
     )
     op.create_table(
