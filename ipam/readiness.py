@@ -78,6 +78,10 @@ class Readiness:
                 break
             with self._cond:
                 self._cond.wait(min(left, _POLL))
+            # Who serves may change meanwhile: a dead host drops out, a new one takes
+            # over (failover) and its acknowledgement counts.
+            serving = self.serving_hosts(port["network_id"]) or serving
+        port["dhcp_serving_hosts"] = serving
         port.update(status="ACTIVE" if met else "DOWN", dhcp_ready_hosts=acked)
         if not met:
             port["dhcp_status_reason"] = (

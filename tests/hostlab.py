@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import psutil
@@ -106,13 +107,17 @@ class LabHost:
         return nets
 
     def kill(self) -> None:
-        """The host dies: every process of it, at once."""
+        """The host dies: every process of it, at once (again while an agent that was
+        just killed may have spawned a dnsmasq)."""
         if self.service and self.service.poll() is None:
             self.service.kill()
             self.service.wait()
-        for proc in self.processes():
-            with contextlib.suppress(psutil.Error):
-                proc.send_signal(signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while (procs := self.processes()) and time.monotonic() < deadline:
+            for proc in procs:
+                with contextlib.suppress(psutil.Error):
+                    proc.send_signal(signal.SIGKILL)
+            psutil.wait_procs(procs, timeout=1)
 
     def close(self) -> None:
         self.kill()
