@@ -116,6 +116,12 @@ dhcp_opts = [
         "on hosts and call Host.setDHCP. Off: hosts serve what an administrator gives them "
         "with 'ovirt-ipam host-call'.",
     ),
+    cfg.StrOpt(
+        "placement_load",
+        default="networks",
+        choices=[("networks", "networks served"), ("ports", "ports on the networks served")],
+        help="What makes a host loaded when the DHCP manager places a network.",
+    ),
     cfg.FloatOpt(
         "startup_grace",
         default=6.0,

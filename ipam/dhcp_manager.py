@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from typing import Any
 
 from ipam import host_rpc
@@ -85,7 +86,10 @@ class DhcpManager:
         for name, h in sorted(rows.items()):
             for entry in h["dhcp_desired"] or []:
                 current.setdefault(entry["id"], []).append(name)
-        lists = host_lists(place(networks, hosts, current), networks, hosts)
+        weight = None
+        if self.load == "ports":
+            weight = Counter(p["network_id"] for p in self.store.list_ports())
+        lists = host_lists(place(networks, hosts, current, weight), networks, hosts)
         for name, wanted in lists.items():
             row = rows[name]
             if wanted != (row["dhcp_desired"] or []):

@@ -4,8 +4,9 @@ DHCP manager's decisions can be tested and explained apart from the bus.
 Rules: a network with a DHCP-enabled subnet and HA count N is served by up to N
 live hosts that carry it (a bridge named after its VDSM name). Healthy placements
 stay where they are; a placement whose host is down or lost the bridge moves;
-new placements go to the least-loaded eligible hosts (load: networks served, ties
-by name so the result is deterministic). When N drops, the newest placements go.
+new placements go to the least-loaded eligible hosts (load: networks served, or
+ports on them; ties by name, so the result is deterministic). When N drops, the
+newest placements go.
 """
 
 from __future__ import annotations
@@ -35,9 +36,17 @@ def _eligible(host: Host | None, net: Network) -> bool:
 
 
 def place(
-    networks: list[Network], hosts: Mapping[str, Host], current: Mapping[str, list[str]]
+    networks: list[Network],
+    hosts: Mapping[str, Host],
+    current: Mapping[str, list[str]],
+    weight: Mapping[str, int] | None = None,
 ) -> dict[str, list[str]]:
-    """network id -> hosts serving it (in placement order), from the current one."""
+    """network id -> hosts serving it (in placement order), from the current one.
+
+    weight: what a network adds to a host's load (default 1: load is networks
+    served; the DHCP manager passes port counts with ``[dhcp] placement_load=ports``).
+    """
+    weight = weight or {}
     wanted = {n.id: n.ha_count if n.dhcp else 0 for n in networks}
     result: dict[str, list[str]] = {}
     load: Counter[str] = Counter()
@@ -45,7 +54,8 @@ def place(
     for net in ordered:  # keep what is healthy, oldest first
         keep = [h for h in current.get(net.id, []) if _eligible(hosts.get(h), net)]
         result[net.id] = keep[: wanted[net.id]]
-        load.update(result[net.id])
+        for name in result[net.id]:
+            load[name] += weight.get(net.id, 1)
     for net in ordered:  # fill up with the least loaded
         need = wanted[net.id] - len(result[net.id])
         if need <= 0:
@@ -56,7 +66,7 @@ def place(
         )
         for name in candidates[:need]:
             result[net.id].append(name)
-            load[name] += 1
+            load[name] += weight.get(net.id, 1)
     return {k: v for k, v in result.items() if v}
 
 

@@ -76,6 +76,7 @@ def run(conf: cfg.ConfigOpts) -> None:
             LeaderLock(db, conf.state_path),
             conf.dhcp.host_down_time,
             conf.dhcp.startup_grace,
+            load=conf.dhcp.placement_load,
         )
 
     def shutdown() -> None:

@@ -68,3 +68,16 @@ def test_each_host_gets_its_complete_list() -> None:
         "h2"
     ]
     assert sum(e["id"] == "n2" for lst in lists.values() for e in lst) == 1
+
+
+def test_load_by_ports_puts_a_big_network_alone() -> None:
+    big, small1, small2 = (
+        Network("a", "vmnet", 1, True),
+        Network("b", "vmnet", 1, True),
+        Network("c", "vmnet", 1, True),
+    )
+    two = hosts(("h1", True, {"vmnet"}), ("h2", True, {"vmnet"}))
+    by_ports = place([big, small1, small2], two, {}, weight={"a": 1000, "b": 1, "c": 1})
+    assert by_ports["b"] == by_ports["c"] != by_ports["a"]
+    by_networks = place([big, small1, small2], two, {})
+    assert by_networks["a"] == by_networks["c"] != by_networks["b"]
