@@ -37,7 +37,9 @@ class DhcpManager:
         grace: float,
         interval: float = 0.5,
         call_timeout: float = 30.0,
+        load: str = "networks",
     ) -> None:
+        self.load = load  # "networks" or "ports": what makes a host loaded
         self.store, self.bus, self.leader = store, bus, leader
         self.host_down_time, self.grace, self.interval = host_down_time, grace, interval
         self.call_timeout = call_timeout
