@@ -3,8 +3,13 @@ namespaces carrying one network with HA count 2, every process real."""
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 
@@ -43,32 +48,47 @@ def _lease(tmp: Path, api: httpx.Client, net_id: str, segment: str) -> tuple[dic
         vm.remove()
 
 
-def test_ha_two_of_three_failover_and_ha_change(tmp_path: Path, engine_factory) -> None:  # type: ignore[no-untyped-def]
-    engine = engine_factory(MANAGED)
+@contextlib.contextmanager
+def _cluster(
+    tmp: Path,
+    engine,
+    cidr: str,
+    hosts: int,
+    ha_count: int = 1,
+    bus: str | None = None,  # type: ignore[no-untyped-def]
+) -> Iterator[SimpleNamespace]:
+    """A network (bridges joined into one segment) carried by ``hosts`` lab hosts."""
     api = httpx.Client(base_url=engine.url, timeout=60)
-    vdsm = f"vn{rand(6)}"
-    segment = Bridge()
-    hosts: list[LabHost] = []
+    vdsm, segment, lab = f"vn{rand(6)}", Bridge(), []
     try:
-        net = api.post("/v2.0/networks", json={"network": {"name": vdsm, "ha_count": 2}}).json()[
-            "network"
-        ]
-        api.post(
-            "/v2.0/subnets", json={"subnet": {"network_id": net["id"], "cidr": "10.88.0.0/24"}}
-        )
-        bus = f"filesystem://{tmp_path}/state/bus"
-        hosts = [LabHost(tmp_path, f"h{rand(4)}", bus, {vdsm: segment.name}) for _ in range(3)]
+        net = api.post(
+            "/v2.0/networks", json={"network": {"name": vdsm, "ha_count": ha_count}}
+        ).json()["network"]
+        api.post("/v2.0/subnets", json={"subnet": {"network_id": net["id"], "cidr": cidr}})
+        bus = bus or f"filesystem://{tmp}/state/bus"
+        lab.extend(LabHost(tmp, f"h{rand(4)}", bus, {vdsm: segment.name}) for _ in range(hosts))
+        yield SimpleNamespace(api=api, net=net, vdsm=vdsm, segment=segment, hosts=lab)
+    finally:
+        for host in lab:
+            host.close()
+        segment.remove()
+        api.close()
+
+
+def test_ha_two_of_three_failover_and_ha_change(tmp_path: Path, engine_factory) -> None:  # type: ignore[no-untyped-def]
+    with _cluster(tmp_path, engine_factory(MANAGED), "10.88.0.0/24", 3, ha_count=2) as c:
+        net_id = c.net["id"]
         two = wait_for(
-            lambda: len(s := _serving(api, net["id"])) == 2 and s, 40, "two hosts serving"
+            lambda: len(s := _serving(c.api, net_id)) == 2 and s, 40, "two hosts serving"
         )
-        port, ip = _lease(tmp_path, api, net["id"], segment.name)
+        port, ip = _lease(tmp_path, c.api, net_id, c.segment.name)
         assert port["status"] == "ACTIVE" and ip == port["fixed_ips"][0]["ip_address"]
 
-        victim = next(h for h in hosts if h.name == two[0])
+        victim = next(h for h in c.hosts if h.name == two[0])
         victim.kill()
         killed = time.monotonic()
         moved = wait_for(
-            lambda: victim.name not in (s := _serving(api, net["id"])) and len(s) == 2 and s,
+            lambda: victim.name not in (s := _serving(c.api, net_id)) and len(s) == 2 and s,
             DOWN + 10,
             "failover to the third host",
         )
@@ -76,60 +96,39 @@ def test_ha_two_of_three_failover_and_ha_change(tmp_path: Path, engine_factory) 
         print(f"failover: {elapsed:.2f}s (host_down_time {DOWN}s)")
         assert elapsed <= DOWN + 3
         assert two[1] in moved  # the healthy placement did not move
-        port, ip = _lease(tmp_path, api, net["id"], segment.name)
+        port, ip = _lease(tmp_path, c.api, net_id, c.segment.name)
         assert port["status"] == "ACTIVE" and ip == port["fixed_ips"][0]["ip_address"]
 
-        api.put(f"/v2.0/networks/{net['id']}", json={"network": {"ha_count": 1}})
+        c.api.put(f"/v2.0/networks/{net_id}", json={"network": {"ha_count": 1}})
         wait_for(
             lambda: (
-                len(_serving(api, net["id"])) == 1
-                and sum(bool(h.dnsmasq_networks()) for h in hosts if h is not victim) == 1
+                len(_serving(c.api, net_id)) == 1
+                and sum(bool(h.dnsmasq_networks()) for h in c.hosts if h is not victim) == 1
             ),
             20,
             "one host serving",
         )
-    finally:
-        for host in hosts:
-            host.close()
-        segment.remove()
-        api.close()
 
 
 def test_a_host_that_loses_the_bridge_loses_the_placement(tmp_path: Path, engine_factory) -> None:  # type: ignore[no-untyped-def]
-    engine = engine_factory(MANAGED)
-    api = httpx.Client(base_url=engine.url, timeout=60)
-    vdsm = f"vn{rand(6)}"
-    segment = Bridge()
-    hosts: list[LabHost] = []
-    try:
-        net = api.post("/v2.0/networks", json={"network": {"name": vdsm}}).json()["network"]
-        api.post(
-            "/v2.0/subnets", json={"subnet": {"network_id": net["id"], "cidr": "10.89.0.0/24"}}
-        )
-        bus = f"filesystem://{tmp_path}/state/bus"
-        hosts = [LabHost(tmp_path, f"h{rand(4)}", bus, {vdsm: segment.name}) for _ in range(2)]
+    with _cluster(tmp_path, engine_factory(MANAGED), "10.89.0.0/24", 2) as c:
+        net_id = c.net["id"]
         [first] = wait_for(
-            lambda: len(s := _serving(api, net["id"])) == 1 and s, 40, "one host serving"
+            lambda: len(s := _serving(c.api, net_id)) == 1 and s, 40, "one host serving"
         )
-        next(h for h in hosts if h.name == first).remove_bridge(vdsm)
+        next(h for h in c.hosts if h.name == first).remove_bridge(c.vdsm)
         wait_for(
-            lambda: (s := _serving(api, net["id"])) and s != [first], 20, "the placement to move"
+            lambda: (s := _serving(c.api, net_id)) and s != [first], 20, "the placement to move"
         )
-        port, ip = _lease(tmp_path, api, net["id"], segment.name)
+        port, ip = _lease(tmp_path, c.api, net_id, c.segment.name)
         assert port["status"] == "ACTIVE" and ip == port["fixed_ips"][0]["ip_address"]
-    finally:
-        for host in hosts:
-            host.close()
-        segment.remove()
-        api.close()
 
 
 def test_two_engines_on_postgresql_the_survivor_takes_over(
-    tmp_path: Path, engine_factory, pg_url: str
-) -> None:  # type: ignore[no-untyped-def]
-    import subprocess
-    import sys
-
+    tmp_path: Path,
+    engine_factory,
+    pg_url: str,  # type: ignore[no-untyped-def]
+) -> None:
     conf = tmp_path / "db.conf"
     conf.write_text(f"[database]\nconnection = {pg_url}\n")
     subprocess.run(
@@ -148,24 +147,11 @@ def test_two_engines_on_postgresql_the_survivor_takes_over(
     )
     other = second if leader is first else first
     assert "runs the DHCP manager" not in other.logs()
-    api = httpx.Client(base_url=other.url, timeout=60)
-    vdsm = f"vn{rand(6)}"
-    segment = Bridge()
-    host = None
-    try:
-        net = api.post("/v2.0/networks", json={"network": {"name": vdsm}}).json()["network"]
-        api.post(
-            "/v2.0/subnets", json={"subnet": {"network_id": net["id"], "cidr": "10.90.0.0/24"}}
-        )
-        host = LabHost(tmp_path, f"h{rand(4)}", bus, {vdsm: segment.name})
-        wait_for(lambda: _serving(api, net["id"]) == [host.name], 40, "placed by the leader")
+    with _cluster(tmp_path, other, "10.90.0.0/24", 1, bus=bus) as c:
+        net_id, [host] = c.net["id"], c.hosts
+        wait_for(lambda: _serving(c.api, net_id) == [host.name], 40, "placed by the leader")
         leader.proc.kill()  # the engine running the manager dies
         leader.proc.wait()
         wait_for(lambda: "runs the DHCP manager" in other.logs(), 20, "the survivor takes over")
-        api.put(f"/v2.0/networks/{net['id']}", json={"network": {"ha_count": 0}})
+        c.api.put(f"/v2.0/networks/{net_id}", json={"network": {"ha_count": 0}})
         wait_for(lambda: not host.dnsmasq_networks(), 30, "the survivor's placement applied")
-    finally:
-        if host is not None:
-            host.close()
-        segment.remove()
-        api.close()

@@ -28,43 +28,35 @@ def _engine(rest: list[str]) -> int:
     return 0
 
 
+def _bus(conf: cfg.ConfigOpts, name: str):  # type: ignore[no-untyped-def]
+    """The message bus of [DEFAULT] transport_url, named for the broker's view."""
+    from ipam.messaging import Bus
+
+    return Bus(config.transport_url(conf), polling_interval=conf.bus.polling_interval, name=name)
+
+
 def _dhcp_agent(rest: list[str]) -> int:
     from dhcp_driver import config as agent_config  # noqa: F401 (registers [dhcp_agent])
     from dhcp_driver.agent import Agent
-    from ipam.messaging import Bus
 
     conf = _load_conf(rest)
-    bus = Bus(
-        config.transport_url(conf),
-        polling_interval=conf.bus.polling_interval,
-        name=f"dhcp-agent@{conf.dhcp_agent.host}",
-    )
-    Agent(conf, bus).run()
+    Agent(conf, _bus(conf, f"dhcp-agent@{conf.dhcp_agent.host}")).run()
     return 0
 
 
 def _host(rest: list[str]) -> int:
-    from ipam.messaging import Bus
     from vdsm_verb.host_service import HostService
 
     conf = _load_conf(rest)
-    bus = Bus(
-        config.transport_url(conf),
-        polling_interval=conf.bus.polling_interval,
-        name=f"host@{conf.dhcp_agent.host}",
-    )
-    HostService(conf, bus).run()
+    HostService(conf, _bus(conf, f"host@{conf.dhcp_agent.host}")).run()
     return 0
 
 
 def _host_call(args: argparse.Namespace, rest: list[str]) -> int:
-    from ipam.messaging import Bus
     from vdsm_verb import host_call
 
     conf = _load_conf(rest)
-    bus = Bus(
-        config.transport_url(conf), polling_interval=conf.bus.polling_interval, name="host-call"
-    )
+    bus = _bus(conf, "host-call")
     try:
         return host_call.main(bus, args.host, args.namespace, args.verb, args.params, args.timeout)
     finally:
