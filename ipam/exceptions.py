@@ -91,3 +91,7 @@ class RetryLimitExceeded(IpamError):
 class NotAuthenticated(IpamError):
     status = 401
     type = "NotAuthenticated"
+
+
+class IdentityUnauthorized(NotAuthenticated):
+    """A refused login at the token endpoint: answered in Keystone's form as well."""

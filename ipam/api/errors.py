@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from ipam.exceptions import IpamError
+from ipam.exceptions import IdentityUnauthorized, IpamError
 
 LOG = logging.getLogger(__name__)
 
@@ -67,16 +67,17 @@ def _validation_message(exc: RequestValidationError) -> str:
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(IpamError)
-    async def _ipam(req: Request, exc: IpamError) -> JSONResponse:
-        resp = neutron_error(exc.status, exc.type, exc.message, exc.detail)
-        if exc.status == 401 and req.url.path.endswith("tokens"):
-            # keystoneauth reads Keystone's form; oVirt and Neutron clients read Neutron's.
-            body = {
-                "error": {"code": 401, "title": "Unauthorized", "message": exc.message},
-                "NeutronError": {"type": exc.type, "message": exc.message, "detail": ""},
-            }
-            resp = JSONResponse(status_code=401, content=body)
-        return resp
+    async def _ipam(_req: Request, exc: IpamError) -> JSONResponse:
+        return neutron_error(exc.status, exc.type, exc.message, exc.detail)
+
+    @app.exception_handler(IdentityUnauthorized)
+    async def _login(_req: Request, exc: IdentityUnauthorized) -> JSONResponse:
+        # keystoneauth reads Keystone's form; oVirt and Neutron clients read Neutron's.
+        body = {
+            "error": {"code": 401, "title": "Unauthorized", "message": exc.message},
+            "NeutronError": {"type": exc.type, "message": exc.message, "detail": ""},
+        }
+        return JSONResponse(status_code=401, content=body)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:

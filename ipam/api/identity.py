@@ -15,12 +15,7 @@ from fastapi.responses import JSONResponse
 
 from ipam.api.discovery import base_url
 from ipam.api.models import V2TokenBody, V3TokenBody
-from ipam.exceptions import NotAuthenticated
-
-
-class IdentityUnauthorized(NotAuthenticated):
-    """A refused login: answered in Keystone's error form as well (see app.py)."""
-
+from ipam.exceptions import IdentityUnauthorized
 
 router = APIRouter(tags=["identity"])
 TOKEN_LIFETIME = timedelta(hours=24)
