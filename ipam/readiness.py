@@ -85,9 +85,7 @@ class Readiness:
         port.update(status="ACTIVE" if met else "DOWN", dhcp_ready_hosts=acked)
         if not met:
             port["dhcp_status_reason"] = (
-                "Not yet acknowledged by a DHCP server"
-                if self.policy == "none"
-                else f"Not acknowledged by {'any' if self.policy == 'any' else 'every'} serving "
+                f"Not acknowledged by {'any' if self.policy == 'any' else 'every'} serving "
                 f"DHCP server within {self.timeout}s"
             )
         return port

@@ -26,6 +26,14 @@ def auth_plugin(conf: cfg.ConfigOpts) -> AuthPlugin:
     return NoAuth()
 
 
+def _port_ready(request: Request, port: dict, changed: set[str] | None) -> dict:
+    """A created port, or one whose MAC or IPs changed, returns per the readiness policy."""
+    readiness: Readiness | None = request.app.state.readiness
+    if readiness is None or (changed is not None and not {"mac_address", "fixed_ips"} & changed):
+        return port
+    return readiness.wait(port)  # DESIGN.md flow 4
+
+
 def create_app(
     store: Store,
     auth: AuthPlugin | None = None,
@@ -56,6 +64,8 @@ def create_app(
     app.include_router(identity.router)
     app.include_router(crud_router("networks", "network", NetworkBody, store_of))
     app.include_router(crud_router("subnets", "subnet", SubnetBody, store_of))
-    app.include_router(crud_router("ports", "port", PortBody, store_of, {"fixed_ips"}))
+    app.include_router(
+        crud_router("ports", "port", PortBody, store_of, {"fixed_ips"}, after_write=_port_ready)
+    )
     app.add_middleware(BodyLimitAndAccessLog, max_body=max_body)
     return app

@@ -76,11 +76,15 @@ def crud_router(
     body_model: type,
     ops: Callable[[Request], Any],
     extra_filters: set[str] = frozenset(),  # type: ignore[assignment]
+    after_write: Callable[[Request, dict, set[str] | None], dict] | None = None,
 ) -> APIRouter:
     """ops(request) returns the store; method names follow ``{verb}_{member}``.
 
     Handlers return JSONResponse themselves: the store's dicts are plain JSON
     already, and skipping FastAPI's encoder is a third of a create's API cost.
+
+    after_write(request, item, changed attributes or None for a create) may
+    replace what a create or update returns (the ports' readiness wait).
     """
     router = APIRouter(
         prefix=f"/v2.0/{collection}", tags=[collection], dependencies=[Depends(require_token)]
@@ -110,8 +114,8 @@ def crud_router(
     def create_item(request: Request, body: body_model = Body(...)) -> dict:  # type: ignore[valid-type]
         inner = getattr(body, member)
         item = store_call(request, "create")(inner.attrs())
-        if member == "port" and request.app.state.readiness is not None:
-            item = request.app.state.readiness.wait(item)  # DESIGN.md flow 4
+        if after_write is not None:
+            item = after_write(request, item, None)
         return JSONResponse({member: item}, 201)
 
     @router.put("/{item_id}", summary=f"Update a {member}")
@@ -119,9 +123,8 @@ def crud_router(
         inner = getattr(body, member)
         attrs = inner.attrs()
         item = store_call(request, "update")(item_id, attrs)
-        readiness = request.app.state.readiness
-        if member == "port" and readiness is not None and {"mac_address", "fixed_ips"} & set(attrs):
-            item = readiness.wait(item)
+        if after_write is not None:
+            item = after_write(request, item, set(attrs))
         return JSONResponse({member: item})
 
     @router.delete("/{item_id}", status_code=204, summary=f"Delete a {member}")
