@@ -263,16 +263,7 @@ class Agent:
 
     def cleanup_stale(self) -> None:
         """At start: stop dnsmasq and remove files and links of networks not wanted."""
-        keep = set(self.wanted())
-        if self.state_dir.exists():
-            for entry in os.scandir(self.state_dir):
-                if entry.is_dir() and entry.name not in keep:
-                    proc = DnsmasqProcess(entry.name, Paths(Path(entry.path)), "-")
-                    if proc.adopt():
-                        proc.stop()
-                    shutil.rmtree(entry.path, ignore_errors=True)
-                    LOG.info("Network %s: removed stale DHCP state", entry.name)
-        self.driver.cleanup_stale(keep)
+        remove_dhcp_state(self.state_dir, self.driver, keep=set(self.wanted()))
 
     def heartbeat(self) -> None:
         networks = [
@@ -368,14 +359,21 @@ def ensure_inotify_instances(wanted: int) -> None:
         )
 
 
+def remove_dhcp_state(state_dir: Path, driver: OvirtInterfaceDriver, keep: set[str]) -> None:
+    """Stop the dnsmasq of every network not in keep, remove its files, links and
+    namespace (at agent start, and for the verb's empty list)."""
+    if state_dir.exists():
+        for entry in os.scandir(state_dir):
+            if entry.is_dir() and entry.name not in keep:
+                proc = DnsmasqProcess(entry.name, Paths(Path(entry.path)), "-")
+                if proc.adopt():
+                    proc.stop()
+                shutil.rmtree(entry.path, ignore_errors=True)
+                LOG.info("Network %s: removed its DHCP state", entry.name)
+    driver.cleanup_stale(keep)
+
+
 def shutdown_all(conf: cfg.ConfigOpts) -> None:
     """Stop serving everything (the verb's empty list): dnsmasq, links, files."""
     driver = OvirtInterfaceDriver(conf.dhcp_agent.mapping_file, conf.dhcp_agent.namespace_prefix)
-    state_dir = Path(conf.state_path) / "dhcp"
-    if state_dir.exists():
-        for entry in os.scandir(state_dir):
-            proc = DnsmasqProcess(entry.name, Paths(Path(entry.path)), "-")
-            if proc.adopt():
-                proc.stop()
-            shutil.rmtree(entry.path, ignore_errors=True)
-    driver.cleanup_stale(set())
+    remove_dhcp_state(Path(conf.state_path) / "dhcp", driver, keep=set())

@@ -18,7 +18,6 @@ _ENV = jinja2.Environment(
     lstrip_blocks=True,
     autoescape=False,
 )
-DHCP_OWNER = "network:dhcp"
 
 
 @dataclass(frozen=True)

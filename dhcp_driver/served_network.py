@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 
 from dhcp_driver import dnsmasq_config as cfgmod
-from dhcp_driver.dnsmasq_config import DHCP_OWNER, Paths
+from dhcp_driver.dnsmasq_config import Paths
 from dhcp_driver.dnsmasq_log import LogFollower, parse
 from dhcp_driver.dnsmasq_process import DnsmasqProcess
-from ipam.contracts import AckedPort, NetworkState, PortState
+from ipam.contracts import DHCP_OWNER, AckedPort, NetworkState, PortState
 
 LOG = logging.getLogger(__name__)
 SENTINEL = "sentinel"

@@ -13,11 +13,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from ipam import allocation, networks, ports, subnets
+from ipam.contracts import DHCP_OWNER
 from ipam.db.schema import dhcp_agents, ip_allocations, port_acks
 from ipam.db.schema import ports as ports_table
 from ipam.db.schema import subnets as subnets_table
 
-DHCP_OWNER = networks.DHCP_OWNER
 STATUS_ACTIVE = "ACTIVE"
 _CHUNK = 500
 

@@ -133,7 +133,7 @@ class BusServer:
             (
                 p
                 for p in state["ports"]
-                if p["device_owner"] == "network:dhcp"
+                if p["device_owner"] == contracts.DHCP_OWNER
                 and p["binding:host_id"] == host
                 and p["device_id"] == device_id
             ),

@@ -28,6 +28,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 VERSION = 1
+#: device_owner of a DHCP server's own port (one per host and network), as in Neutron.
+DHCP_OWNER = "network:dhcp"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 ENGINE_QUEUE = "ovirt-ipam.engine"

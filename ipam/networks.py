@@ -18,12 +18,12 @@ from ipam.attributes import (
     timestamp,
     with_passive,
 )
+from ipam.contracts import DHCP_OWNER
 from ipam.db.schema import networks, ports, subnets
 from ipam.exceptions import InvalidInput, NetworkInUse, NetworkNotFound, VdsmNameInUse
 
 DEFAULT_MTU = 1500
 HA_COUNT_MAX = 64
-DHCP_OWNER = "network:dhcp"
 
 
 def _check_mtu(mtu: int) -> int:

@@ -19,6 +19,7 @@ from ipam.attributes import (
     timestamp,
     with_passive,
 )
+from ipam.contracts import DHCP_OWNER
 from ipam.db.schema import allocation_pools, ip_allocations, ports, subnets
 from ipam.exceptions import InvalidInput, SubnetInUse, SubnetNotFound
 
@@ -263,7 +264,7 @@ def delete(conn: Connection, subnet_id: str) -> dict[str, Any]:
         .join(ip_allocations, ip_allocations.c.port_id == ports.c.id)
         .where(ip_allocations.c.subnet_id == subnet_id)
     ).all()
-    if any(u.device_owner != networks.DHCP_OWNER for u in users):
+    if any(u.device_owner != DHCP_OWNER for u in users):
         raise SubnetInUse(
             f"Unable to complete operation on subnet {subnet_id}: one or more ports have an "
             "IP allocation from this subnet."
