@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
 from typing import Any
 
 from ipam import host_rpc
@@ -90,7 +89,7 @@ class DhcpManager:
                 current.setdefault(entry["id"], []).append(name)
         weight = None
         if self.load == "ports":
-            weight = Counter(p["network_id"] for p in self.store.list_ports())
+            weight = self.store.port_counts()
         lists = host_lists(place(networks, hosts, current, weight), networks, hosts)
         for name, wanted in lists.items():
             row = rows[name]

@@ -243,6 +243,11 @@ def create(conn: Connection, attrs: dict[str, Any], mac_prefix: str) -> dict[str
     return view(SimpleNamespace(**values), fixed)  # type: ignore[arg-type]
 
 
+def counts(conn: Connection) -> dict[str, int]:
+    rows = conn.execute(sa.select(ports.c.network_id, sa.func.count()).group_by(ports.c.network_id))
+    return {network_id: n for network_id, n in rows}
+
+
 def show(conn: Connection, port_id: str) -> dict[str, Any]:
     row = get_row(conn, port_id)
     return view(row, _fixed_ips(conn, [port_id]).get(port_id, []))

@@ -135,6 +135,11 @@ class Store:
         self._notify("port_changed", port)
         return port
 
+    def port_counts(self) -> dict[str, int]:
+        """network id -> number of ports, counted in the database."""
+        with self.db.read() as c:
+            return ports.counts(c)
+
     def get_port(self, port_id: str) -> dict[str, Any]:
         with self.db.read() as c:
             return ports.show(c, port_id)

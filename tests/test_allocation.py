@@ -217,3 +217,12 @@ def test_availability_counts_pool_size_and_used(store: Store) -> None:
     avail = store.ip_availability(net)
     assert (avail["total_ips"], avail["used_ips"]) == (253, 7)
     assert avail["subnet_ip_availability"][0]["subnet_id"] == sub
+
+
+def test_port_counts_per_network(store: Store) -> None:
+    net, _ = _net(store, "10.1.0.0/24")
+    other = store.create_network({"name": "net2"})["id"]
+    for _ in range(3):
+        store.create_port({"network_id": net})
+    store.create_port({"network_id": other})
+    assert store.port_counts() == {net: 3, other: 1}

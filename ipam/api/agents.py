@@ -53,9 +53,10 @@ def _view(agent: dict[str, Any], down_time: float) -> dict[str, Any]:
     }
 
 
-def _agents(request: Request) -> list[dict[str, Any]]:
+def _agents(request: Request) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(the stored agent, its Neutron view) for every agent."""
     down = request.app.state.host_down_time
-    return [(a, _view(a, down)) for a in request.app.state.store.list_agents()]  # type: ignore[misc]
+    return [(a, _view(a, down)) for a in request.app.state.store.list_agents()]
 
 
 def _find(request: Request, agent_id_: str) -> tuple[dict, dict]:
