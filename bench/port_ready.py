@@ -28,10 +28,10 @@ from pathlib import Path
 
 import httpx
 
+from ipam.lab.labhost import LabHost
+from ipam.lab.netparts import Bridge, Vm, rand
 from ipam.polling import wait_for
 from tests.conftest import EngineProcess
-from tests.hostlab import LabHost
-from tests.netlab import Bridge, Vm, rand
 
 DOWN = 3.0
 

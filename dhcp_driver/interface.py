@@ -32,20 +32,21 @@ sockets and closes them before returning.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import ipaddress
 import logging
 import os
 import re
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 from pyroute2 import IPRoute, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
 from dhcp_driver.mapping import is_canonical_uuid, is_vdsm_name, read_mapping
+from dhcp_driver.netns import iproute_in as _iproute
+from dhcp_driver.netns import netns_fd as _netns_fd
 
 __all__ = [
     "DEFAULT_NAMESPACE_PREFIX",
@@ -121,49 +122,6 @@ def _check_cidrs(cidrs: Iterable[str]) -> list[ipaddress.IPv4Interface | ipaddre
 
 
 # -- pyroute2 helpers ----------------------------------------------------------------
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_CLONE_NEWNET = 0x40000000
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, _CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-
-
-def _iproute(namespace: str | None = None) -> IPRoute:
-    """An RTNL socket in the caller's netns, or in an existing named netns.
-
-    For a named netns this thread enters it (setns(2) moves only the calling
-    thread), opens the socket there and comes back: pyroute2's own IPRoute(netns=)
-    forks a child per socket, which in a large threaded agent serving hundreds of
-    networks costs milliseconds each. A missing namespace raises FileNotFoundError.
-    groups=0: we never read multicast events, so do not subscribe to them.
-    """
-    if namespace is None:
-        return IPRoute(groups=0)
-    target = os.open(os.path.join(netns.NETNS_RUN_DIR, namespace), os.O_RDONLY | os.O_CLOEXEC)
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        _setns(target)
-        try:
-            return IPRoute(groups=0)
-        finally:
-            _setns(own)
-    finally:
-        os.close(own)
-        os.close(target)
-
-
-@contextlib.contextmanager
-def _netns_fd(namespace: str) -> Iterator[int]:
-    fd = os.open(os.path.join(netns.NETNS_RUN_DIR, namespace), os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        yield fd
-    finally:
-        os.close(fd)
 
 
 def _get_link(ipr: IPRoute, ifname: str) -> Any | None:

@@ -16,8 +16,8 @@ import psutil
 import pytest
 
 from dhcp_driver.mapping import write_mapping
+from ipam.lab.netparts import Bridge, Vm, rand
 from ipam.polling import wait_for
-from tests.netlab import Bridge, Vm, rand
 
 CIDR = "10.66.0.0/24"
 

@@ -122,6 +122,7 @@ def test_unreachable_api_is_reported(tmp_path) -> None:  # type: ignore[no-untyp
 def test_placement_lists_networks_and_their_dhcp_hosts(cli) -> None:  # type: ignore[no-untyped-def]
     net = cli.json("network", "create", "vmnet", "--ha-count", "2")
     rows = cli.json("placement")
-    assert rows == [{"network": "vmnet", "id": net["id"], "vdsm_name": "vmnet", "ha_count": 2,
-                     "dhcp_hosts": []}]
+    assert rows == [
+        {"network": "vmnet", "id": net["id"], "vdsm_name": "vmnet", "ha_count": 2, "dhcp_hosts": []}
+    ]
     assert "vmnet" in cli("placement").stdout

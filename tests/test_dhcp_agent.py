@@ -8,9 +8,9 @@ import os
 import signal
 
 from dhcp_driver.mapping import write_mapping
+from ipam.lab.netparts import rand
 from ipam.polling import wait_for
 from tests.agentlab import ip_of
-from tests.netlab import rand
 
 
 def test_agent_serves_creates_deletes_reuse_and_ip_change(world_factory) -> None:  # type: ignore[no-untyped-def]

@@ -5,8 +5,8 @@ lowering the HA count takes the DHCP servers away again."""
 
 from __future__ import annotations
 
+from ipam.lab.netparts import Vm
 from ipam.polling import wait_for
-from tests.netlab import Vm
 from tests.test_host_verb import HostWorld
 
 MANAGED = "[dhcp]\nmanage_placement = true\nstartup_grace = 0\nhost_down_time = 3\n"

@@ -13,9 +13,9 @@ from types import SimpleNamespace
 
 import httpx
 
+from ipam.lab.labhost import LabHost
+from ipam.lab.netparts import Bridge, Vm, rand
 from ipam.polling import wait_for
-from tests.hostlab import LabHost
-from tests.netlab import Bridge, Vm, rand
 
 DOWN = 3.0
 MANAGED = (

@@ -22,8 +22,8 @@ import yaml
 
 from dhcp_driver.interface import OvirtInterfaceDriver
 from dhcp_driver.mapping import read_mapping, write_mapping
+from ipam.lab.netparts import Bridge, rand
 from ipam.polling import wait_for
-from tests.netlab import Bridge, rand
 from vdsm_verb import vdsm_api
 from vdsm_verb.verb import DhcpVerb
 

@@ -13,8 +13,8 @@ import time
 
 import httpx
 
+from ipam.lab.netparts import Vm
 from tests.agentlab import CIDR, World, ip_of
-from tests.netlab import Vm
 
 RACES, THREADS = 200, 8
 

@@ -23,8 +23,8 @@ from ipam.contracts import (
     PortState,
     SubnetState,
 )
+from ipam.lab.netparts import Bridge, Vm, rand
 from ipam.polling import wait_for
-from tests.netlab import Bridge, Vm, rand
 
 CIDR, GATEWAY, DNS = "10.77.0.0/24", "10.77.0.1", ["10.77.0.53", "10.77.0.54"]
 

@@ -5,19 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-APT_PACKAGES=(dnsmasq-base dnsmasq-utils busybox isc-dhcp-client iproute2 procps
-              postgresql rabbitmq-server)
-
-missing=()
-for pkg in "${APT_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "== apt-get install ${missing[*]}"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+. tools/_setup.sh
+apt_install "${LAB_PACKAGES[@]}" postgresql rabbitmq-server
 
 echo "== starting PostgreSQL and RabbitMQ where stopped"
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then
@@ -42,15 +31,7 @@ if ! (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; then
     for _ in $(seq 120); do (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null && break; sleep 0.5; done
 fi
 
-# A virtualenv keeps us clear of the system's Python (PEP 668); it sees the
-# machine's site-packages so what is already installed is not fetched again.
-if ! python3 -m venv --help >/dev/null 2>&1; then
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv python3-pip >/dev/null
-fi
-[ -x .venv/bin/python ] || python3 -m venv --system-site-packages .venv
-echo "== pip install -e .[test]"
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 \
-    | grep -v -e '^WARNING' -e 'notice' || true
+venv_install '[test]'
 
 echo "== ruff"
 .venv/bin/python -m ruff check .

@@ -9,7 +9,7 @@ from oslo_config import cfg
 from sqlalchemy import exc as sa_exc
 
 from ipam import config, log
-from ipam.cli import admin
+from ipam.cli import admin, lab
 from ipam.db.migrate import SchemaNotCurrent
 
 
@@ -114,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="store schema migrations")
     db.add_argument("action", choices=["upgrade", "check"])
     admin.add_parsers(sub)
+    lab.add_parsers(sub)
     return parser
 
 

@@ -1,7 +1,12 @@
-"""Real network parts for tests: a bridge, VM namespaces on it, real DHCP clients.
+"""Real network parts for the lab and the tests: bridges, VMs as namespaces, DHCP clients.
 
-Everything is named with a random suffix and removed by its owner; traffic stays
-on the test bridge and in the test namespaces.
+A VM is a network namespace with one NIC, ``eth0``, whose veth peer sits on a
+bridge: in the caller's namespace (tests) or in a lab host's namespace (the lab,
+where it is named like libvirt's ``vnetN``). Its DHCP client is a real one,
+busybox udhcpc or ISC dhclient, run inside the VM's namespace with nsenter.
+
+Names come from the caller (lab: derived from the lab name and a counter) or are
+random; traffic stays on the bridge and in the namespaces.
 """
 
 from __future__ import annotations
@@ -14,68 +19,114 @@ import subprocess
 import time
 from pathlib import Path
 
-from pyroute2 import IPRoute, NetNS, netns
+from pyroute2 import netns
 
+from dhcp_driver.netns import iproute_in
 from ipam.polling import wait_for
+
+NETNS_DIR = "/run/netns"
 
 
 def rand(n: int = 6) -> str:
     return secrets.token_hex(n)[:n]
 
 
+def random_mac(prefix: str = "02:00:5e") -> str:
+    return f"{prefix}:{rand(2)}:{rand(2)}:{rand(2)}"
+
+
+def in_netns(namespace: str, argv: list[str]) -> list[str]:
+    """argv run inside the named namespace (nsenter: no preexec_fn in a threaded caller)."""
+    return ["nsenter", f"--net={NETNS_DIR}/{namespace}", *argv]
+
+
 class Bridge:
-    def __init__(self, name: str | None = None) -> None:
+    """A Linux bridge, up, in the caller's namespace or in a named one."""
+
+    def __init__(self, name: str | None = None, namespace: str | None = None) -> None:
         self.name = name or f"tbr{rand()}"
-        with IPRoute() as ip:
+        self.namespace = namespace
+        with iproute_in(namespace) as ip:
             ip.link("add", ifname=self.name, kind="bridge")
             idx = ip.link_lookup(ifname=self.name)[0]
             ip.link("set", index=idx, state="up")
 
     def remove(self) -> None:
-        with IPRoute() as ip, contextlib.suppress(Exception):
+        with contextlib.suppress(Exception), iproute_in(self.namespace) as ip:
             idx = ip.link_lookup(ifname=self.name)
             if idx:
                 ip.link("del", index=idx[0])
 
 
 class Vm:
-    """A VM: a namespace with one NIC (eth0) whose veth peer is on the bridge."""
+    """A VM: a namespace with one NIC (eth0) whose veth peer is on ``bridge``.
 
-    def __init__(self, bridge: str, mac: str, name: str | None = None) -> None:
+    ``bridge_ns`` names the namespace holding the bridge (None: the caller's);
+    ``host_if`` names the veth end on the bridge (default: random).
+    """
+
+    def __init__(
+        self,
+        bridge: str,
+        mac: str,
+        name: str | None = None,
+        bridge_ns: str | None = None,
+        host_if: str | None = None,
+    ) -> None:
         self.ns = name or f"tvm-{rand(8)}"
-        self.host_if = f"tv{rand(8)}"
+        self.host_if = host_if or f"tv{rand(8)}"
+        self.bridge_ns = bridge_ns
         self.mac = mac
         netns.create(self.ns)
-        with IPRoute() as ip:
-            ip.link(
-                "add",
-                ifname=self.host_if,
-                kind="veth",
-                peer={"ifname": "eth0", "net_ns_fd": self.ns},
-            )
-            idx = ip.link_lookup(ifname=self.host_if)[0]
-            ip.link("set", index=idx, master=ip.link_lookup(ifname=bridge)[0], state="up")
-        self.set_mac(mac)
+        try:
+            with iproute_in(bridge_ns) as ip:
+                ip.link(
+                    "add",
+                    ifname=self.host_if,
+                    kind="veth",
+                    peer={"ifname": "eth0", "net_ns_fd": self.ns},
+                )
+                idx = ip.link_lookup(ifname=self.host_if)[0]
+                ip.link("set", index=idx, master=ip.link_lookup(ifname=bridge)[0], state="up")
+            with iproute_in(self.ns) as ns:
+                ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+            self.set_mac(mac)
+        except BaseException:
+            self.remove()
+            raise
+
+    @classmethod
+    def attach(cls, ns: str, host_if: str, mac: str, bridge_ns: str | None) -> Vm:
+        """The VM of an existing namespace (the lab's record of it)."""
+        vm = cls.__new__(cls)
+        vm.ns, vm.host_if, vm.mac, vm.bridge_ns = ns, host_if, mac, bridge_ns
+        return vm
 
     def set_mac(self, mac: str) -> None:
+        """Give eth0 this MAC and bring it up (a VM's NIC as it boots)."""
         self.mac = mac
-        with NetNS(self.ns) as ns:
+        with iproute_in(self.ns) as ns:
             idx = ns.link_lookup(ifname="eth0")[0]
             ns.link("set", index=idx, state="down")
             ns.link("set", index=idx, address=mac)
             ns.link("set", index=idx, state="up")
-            ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
 
     def _run(self, argv: list[str], **kw) -> subprocess.Popen:  # type: ignore[no-untyped-def]
-        ns = self.ns
-        return subprocess.Popen(argv, preexec_fn=lambda: netns.setns(ns), **kw)
+        return subprocess.Popen(in_netns(self.ns, argv), **kw)
 
-    def udhcpc(self, workdir: Path, tries: int = 3, timeout: int = 2) -> dict[str, str] | None:
-        """busybox udhcpc: DISCOVER ``tries`` times, ``timeout`` s apart; the lease or None."""
+    def udhcpc(
+        self, workdir: Path, tries: int = 3, timeout: int = 2, configure: bool = False
+    ) -> dict[str, str] | None:
+        """busybox udhcpc: DISCOVER ``tries`` times, ``timeout`` s apart; the lease or None.
+
+        ``configure``: also put the leased address on eth0, so VMs can reach each other.
+        """
         out = workdir / f"udhcpc-{rand()}.env"
         script = workdir / f"udhcpc-{rand()}.sh"
+        setup = 'busybox ifconfig "$interface" "$ip" netmask "$subnet" up\n' if configure else ""
         script.write_text(
             '#!/bin/sh\n[ "$1" = bound ] || [ "$1" = renew ] || exit 0\n'
+            f"{setup}"
             f"env | grep -E '^(ip|router|dns|mtu|subnet|serverid|lease|staticroutes)=' "
             f"> {out}\n"
         )
@@ -104,7 +155,11 @@ class Vm:
             stderr=subprocess.STDOUT,
         )
         proc.communicate(timeout=tries * timeout + 10)
-        return _env(out)
+        try:
+            return _env(out)
+        finally:
+            script.unlink(missing_ok=True)
+            out.unlink(missing_ok=True)
 
     def arm_udhcpc(self, workdir: Path, tries: int = 1, timeout: int = 1) -> Armed:
         """A udhcpc already started in the VM, blocked until fire(): then it sends its
@@ -125,22 +180,35 @@ class Vm:
         )
         return Armed(proc, out, tries * timeout + 10)
 
-    def dhclient(self, workdir: Path, timeout: int = 10) -> dict[str, str] | None:
-        """ISC dhclient in the foreground; the lease it got, or None after timeout."""
+    def dhclient(
+        self, workdir: Path, timeout: int = 10, configure: bool = False
+    ) -> dict[str, str] | None:
+        """ISC dhclient in the foreground; the lease it got, or None after timeout.
+
+        ``configure``: also put the leased address on eth0.
+        """
         tag = rand()
         out, script = workdir / f"dhclient-{tag}.env", workdir / f"dhclient-{tag}.sh"
         conf = workdir / f"dhclient-{tag}.conf"
         conf.write_text(
             "request subnet-mask, broadcast-address, routers, domain-name-servers, interface-mtu;\n"
         )
+        setup = (
+            "busybox ifconfig $interface $new_ip_address netmask $new_subnet_mask up\n"
+            if configure
+            else ""
+        )
         script.write_text(
             '#!/bin/sh\ncase "$reason" in BOUND|RENEW|REBIND|REBOOT)\n'
+            f"{setup}"
             f"echo ip=$new_ip_address > {out}.tmp; echo router=$new_routers >> {out}.tmp\n"
             f"echo dns=$new_domain_name_servers >> {out}.tmp\n"
             f"echo mtu=$new_interface_mtu >> {out}.tmp\n"
+            f"echo serverid=$new_dhcp_server_identifier >> {out}.tmp\n"
             f"echo subnet=$new_subnet_mask >> {out}.tmp; mv {out}.tmp {out};;\nesac\n"
         )
         script.chmod(0o755)
+        files = [out, script, conf, *(workdir / f"dhclient-{tag}.{x}" for x in ("leases", "pid"))]
         proc = self._run(
             [
                 "dhclient",
@@ -164,7 +232,7 @@ class Vm:
                 lambda: out.exists() or proc.poll() is not None,
                 timeout,
                 "dhclient lease",
-                interval=0.05,
+                interval=0.02,
             )
         except TimeoutError:
             pass
@@ -176,10 +244,14 @@ class Vm:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
-        return _env(out)
+        try:
+            return _env(out)
+        finally:
+            for path in files:
+                path.unlink(missing_ok=True)
 
     def remove(self) -> None:
-        with IPRoute() as ip, contextlib.suppress(Exception):
+        with contextlib.suppress(Exception), iproute_in(self.bridge_ns) as ip:
             idx = ip.link_lookup(ifname=self.host_if)
             if idx:
                 ip.link("del", index=idx[0])

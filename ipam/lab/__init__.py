@@ -1,0 +1,1 @@
+"""``ovirt-ipam lab``: a whole oVirt data center's DHCP on one machine (see lab.py)."""

@@ -1,0 +1,747 @@
+"""``ovirt-ipam lab``: a whole oVirt data center's DHCP on one machine, real parts only.
+
+What ``up`` builds (DESIGN.md "The lab")::
+
+    <lab>-fabric            one L2 segment (a bridge) per network
+      ├── <lab>-host1       bridges named as VDSM names them, uplinked to the
+      │     host service      segments; host service, and the DHCP agent and its
+      │     DHCP agent        dnsmasq processes once the engine places a network
+      │     <lab>-host1-dhcp-<network id>   (one per served network)
+      ├── <lab>-host2 ...
+      └── <lab>-vmN         a VM: eth0 on a host's bridge (vnetN), a real DHCP client
+
+    engine (API on 127.0.0.1:PORT, DHCP manager) in the machine's own namespace,
+    store and bus embedded in the lab directory, or PostgreSQL / RabbitMQ by flag
+    (a relay puts 127.0.0.1:<broker port> inside each host, see ipam.lab.relay).
+
+Every namespace is named "<lab>-..."; every process the lab starts carries the lab
+directory in its command line; ``down`` ends those processes by pid, removes those
+namespaces (their links go with them) and the directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from pyroute2 import netns
+
+from dhcp_driver.netns import iproute_in
+from ipam import contracts
+from ipam.lab import processes, record
+from ipam.lab.labhost import LabHost
+from ipam.lab.netparts import Bridge, Vm, random_mac
+from ipam.lab.processes import spawn_detached
+from ipam.lab.record import LabError
+from ipam.messaging import mask_url
+from ipam.polling import wait_for
+
+Progress = Callable[[str], None]
+HOST_DOWN_TIME = 3.0  # the lab's engine: a host is down 3 s after its last heartbeat
+FIRST_TRY_S = 3  # udhcpc waits this long for the answer to its one DISCOVER
+DHCLIENT_FIRST_TRY_S = 9  # dhclient's second DISCOVER comes 10 s after the first
+CLIENTS = ("udhcpc", "dhclient", "both")
+
+
+@dataclass
+class UpOptions:
+    hosts: int = 3
+    networks: int = 2
+    vms: int = 20
+    ha: list[int] = field(default_factory=lambda: [2, 1])
+    port: int = 9696
+    transport_url: str | None = None  # None: kombu filesystem:// in the lab directory
+    database: str | None = None  # None: SQLite in the lab directory
+    client: str = "udhcpc"
+
+    def check(self) -> None:
+        limits = {"hosts": (1, 20), "networks": (1, 50), "vms": (0, 500)}
+        for key, (low, high) in limits.items():
+            value = getattr(self, key)
+            if not low <= value <= high:
+                raise LabError(f"--{key} must be between {low} and {high}, not {value}")
+        if not self.ha or any(not 0 <= h <= 20 for h in self.ha):
+            raise LabError(f"--ha takes HA counts between 0 and 20, not {self.ha}")
+        if not 1 <= self.port <= 65535:
+            raise LabError(f"--port must be a TCP port, not {self.port}")
+        if self.client not in CLIENTS:
+            raise LabError(f"--client must be one of {', '.join(CLIENTS)}")
+        if self.transport_url and not self.transport_url.startswith(("amqp://", "amqps://")):
+            raise LabError("--transport-url takes an amqp:// or amqps:// URL (RabbitMQ)")
+        if self.transport_url and not _loopback(urlsplit(self.transport_url).hostname or ""):
+            raise LabError(
+                "the lab keeps its traffic on this machine: --transport-url must name a "
+                "broker on 127.0.0.1 or localhost"
+            )
+        if self.database and not self.database.startswith("postgresql"):
+            raise LabError("--database takes a PostgreSQL URL (postgresql+psycopg://...)")
+
+
+def _loopback(host: str) -> bool:
+    return host in ("localhost", "127.0.0.1", "::1")
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+class Lab:
+    """One lab, by name, under a base directory; every command holds its lock."""
+
+    def __init__(
+        self, name: str, base: Path = record.DEFAULT_BASE, progress: Progress = _quiet
+    ) -> None:
+        self.name = record.check_name(name)
+        self.dir = record.lab_dir(base, name)
+        self.progress = progress
+        self.rec: dict[str, Any] = {}
+
+    # -- up ---------------------------------------------------------------------------
+
+    def up(self, opts: UpOptions) -> dict[str, Any]:
+        opts.check()
+        _require_root()
+        _require_tools(opts.client)
+        with record.locked(self.dir):
+            existing = record.load(self.dir)
+            if existing is not None:
+                self.rec = existing
+                if self._engine_alive():
+                    self.progress(
+                        f"lab {self.name} is already up (engine pid {existing['engine_pid']}); "
+                        "'ovirt-ipam lab down' first to build it anew"
+                    )
+                    return self._status()
+                self.progress(f"lab {self.name} was left half made: removing it first")
+                self._down()
+            elif self._leftovers():
+                self.progress(f"removing what an earlier lab {self.name} left behind")
+                self._down()
+            _require_free_port(opts.port)
+            started = time.monotonic()
+            self._build(opts)
+            self.progress(f"lab {self.name} is up in {time.monotonic() - started:.1f} s")
+            return self._status()
+
+    def _build(self, opts: UpOptions) -> None:
+        self.dir.mkdir(parents=True, mode=0o700)
+        bus = opts.transport_url or f"filesystem://{self.dir}/bus"
+        self.rec = {
+            "name": self.name,
+            "directory": str(self.dir),
+            "api_url": f"http://127.0.0.1:{opts.port}",
+            "transport_url": bus,
+            "database": opts.database,
+            "fabric_namespace": f"{self.name}-fabric",
+            "engine_pid": None,
+            "relay_pid": None,
+            "networks": [],
+            "hosts": [],
+            "vms": [],
+            "next_vm": 1,
+        }
+        record.save(self.dir, self.rec)
+
+        fabric = self.rec["fabric_namespace"]
+        netns.create(fabric)
+        _lo_up(fabric)
+        nets = [
+            {
+                "name": f"{self.name}-net{i}",
+                "segment": f"net{i}",
+                "cidr": f"10.{100 + i}.0.0/24",
+                "ha_count": opts.ha[(i - 1) % len(opts.ha)],
+            }
+            for i in range(1, opts.networks + 1)
+        ]
+        for net in nets:
+            Bridge(net["segment"], namespace=fabric)
+        self.progress(f"fabric {fabric}: one L2 segment per network ({len(nets)})")
+
+        self._start_engine(opts, bus)
+        with self._api() as api:
+            for net in nets:
+                made = _ok(
+                    api.post(
+                        "/v2.0/networks",
+                        json={"network": {"name": net["name"], "ha_count": net["ha_count"]}},
+                    ),
+                    f"create network {net['name']}",
+                )["network"]
+                net.update(id=made["id"], vdsm_name=made["vdsm_name"])
+                _ok(
+                    api.post(
+                        "/v2.0/subnets",
+                        json={
+                            "subnet": {
+                                "network_id": made["id"],
+                                "name": f"{net['name']}-subnet",
+                                "cidr": net["cidr"],
+                            }
+                        },
+                    ),
+                    f"create subnet {net['cidr']}",
+                )
+                self.rec["networks"].append(net)
+                record.save(self.dir, self.rec)
+                self.progress(
+                    f"network {net['name']} ({net['id']}): {net['cidr']}, "
+                    f"HA count {net['ha_count']}"
+                )
+
+            host_bus = bus
+            for i in range(1, opts.hosts + 1):
+                name = f"{self.name}-host{i}"
+                self.rec["hosts"].append({"name": name, "namespace": name, "pending": True})
+                record.save(self.dir, self.rec)
+                host = LabHost(
+                    self.dir / "hosts",
+                    name,
+                    host_bus,
+                    {n["vdsm_name"]: n["segment"] for n in nets},
+                    ns=name,
+                    prefix=f"{name}-dhcp-",
+                    segment_ns=fabric,
+                    start=False,
+                )
+                self.rec["hosts"][-1] = {**host.record(), "killed": False}
+                record.save(self.dir, self.rec)
+            if opts.transport_url:
+                self._start_relay(opts.transport_url)
+            for rec_host in self.rec["hosts"]:
+                host = LabHost.attach(rec_host)
+                host.start()
+                rec_host["service_pid"] = host.service_pid
+                record.save(self.dir, self.rec)
+                self.progress(
+                    f"host {host.name}: namespace {host.ns}, bridges {', '.join(host.bridges)}, "
+                    f"host service pid {host.service_pid}"
+                )
+            self._wait_served(api, self.rec["networks"], set(), 60)
+            if opts.vms:
+                self._boot_many(api, opts.vms, None, None, opts.client)
+
+    def _start_engine(self, opts: UpOptions, bus: str) -> None:
+        conf = self.dir / "engine.conf"
+        lines = [
+            "[DEFAULT]",
+            f"state_path = {self.dir}/engine",
+            f"transport_url = {bus}",
+            "[api]",
+            "bind_host = 127.0.0.1",
+            f"bind_port = {opts.port}",
+            "[dhcp]",
+            f"host_down_time = {HOST_DOWN_TIME}",
+            "startup_grace = 1",
+            "ready_timeout = 15",
+        ]
+        if opts.database:
+            lines += ["[database]", f"connection = {opts.database}"]
+        conf.write_text("\n".join(lines) + "\n")
+        conf.chmod(0o600)
+        cli = [sys.executable, "-m", "ipam.cli.main"]
+        if opts.database:
+            self.progress("store: PostgreSQL, upgrading its schema")
+            done = subprocess.run(
+                [*cli, "db", "upgrade", "--config-file", str(conf)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            if done.returncode:
+                raise LabError(f"cannot upgrade the store's schema: {done.stderr.strip()}")
+        proc = spawn_detached([*cli, "engine", "--config-file", str(conf)], self.dir / "engine.log")
+        self.rec["engine_pid"] = proc.pid
+        record.save(self.dir, self.rec)
+
+        def api_up() -> bool:
+            if proc.poll() is not None:
+                raise LabError(
+                    f"the engine exited with {proc.returncode}; see {self.dir}/engine.log"
+                )
+            try:
+                return httpx.get(self.rec["api_url"] + "/", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(api_up, 60, "the engine's API", interval=0.1)
+        store = mask_url(opts.database) if opts.database else "SQLite in the lab directory"
+        self.progress(
+            f"engine pid {proc.pid}: API {self.rec['api_url']}, store {store}, bus {mask_url(bus)}"
+        )
+
+    def _start_relay(self, url: str) -> None:
+        parts = urlsplit(url)
+        port = parts.port or (5671 if parts.scheme == "amqps" else 5672)
+        target = f"{parts.hostname}:{port}"
+        names = [h["namespace"] for h in self.rec["hosts"]]
+        argv = [sys.executable, "-m", "ipam.lab.relay", "--lab", str(self.dir)]
+        argv += ["--target", target, "--port", str(port), *names]
+        proc = spawn_detached(argv, self.dir / "relay.log")
+        self.rec["relay_pid"] = proc.pid
+        record.save(self.dir, self.rec)
+        self.progress(f"relay pid {proc.pid}: 127.0.0.1:{port} in every host to {target}")
+
+    # -- VMs ------------------------------------------------------------------------------
+
+    def boot(
+        self, network: str, count: int = 1, host: str | None = None, client: str = "udhcpc"
+    ) -> list[dict[str, Any]]:
+        if not 1 <= count <= 500:
+            raise LabError(f"--count must be between 1 and 500, not {count}")
+        if client not in CLIENTS:
+            raise LabError(f"--client must be one of {', '.join(CLIENTS)}")
+        _require_root()
+        _require_tools(client)
+        with record.locked(self.dir):
+            self._load_running()
+            net = self._network(network)
+            if host is not None:
+                self._host(host)
+            with self._api() as api:
+                return self._boot_many(api, count, net, host, client)
+
+    def _boot_many(
+        self,
+        api: httpx.Client,
+        count: int,
+        net: dict[str, Any] | None,
+        host_name: str | None,
+        client: str,
+    ) -> list[dict[str, Any]]:
+        live = [h for h in self.rec["hosts"] if not h.get("killed")]
+        if host_name is not None:
+            live = [h for h in live if h["name"] == host_name]
+            if not live:
+                raise LabError(f"host {host_name} is killed: 'ovirt-ipam lab host start' first")
+        if not live:
+            raise LabError("every host is killed: no host can run a VM")
+        servers = _dhcp_servers(api)
+        booted = []
+        for k in range(count):
+            n = net or self.rec["networks"][k % len(self.rec["networks"])]
+            h = live[(k if net else k // len(self.rec["networks"])) % len(live)]
+            kind = client if client != "both" else ("udhcpc", "dhclient")[k % 2]
+            vm = self._boot_vm(api, n, h, kind, servers)
+            booted.append(vm)
+            self.progress(f"[{k + 1}/{count}] {_vm_line(vm)}")
+        return booted
+
+    def _boot_vm(
+        self,
+        api: httpx.Client,
+        net: dict[str, Any],
+        host: dict[str, Any],
+        client: str,
+        servers: dict[str, str],
+    ) -> dict[str, Any]:
+        index = self.rec["next_vm"]
+        name = f"{self.name}-vm{index}"
+        vm_rec: dict[str, Any] = {
+            "name": name,
+            "namespace": name,
+            "network": net["name"],
+            "host": host["name"],
+            "nic": f"vnet{index}",
+            "client": client,
+        }
+        self.rec["next_vm"] = index + 1
+        self.rec["vms"].append(vm_rec)
+        record.save(self.dir, self.rec)  # recorded before it is made
+        vm = Vm(
+            net["vdsm_name"],
+            random_mac(),
+            name=name,
+            bridge_ns=host["namespace"],
+            host_if=vm_rec["nic"],
+        )
+        created = time.monotonic()
+        port = _ok(
+            api.post(
+                "/v2.0/ports",
+                json={
+                    "port": {
+                        "network_id": net["id"],
+                        "name": name,
+                        "device_owner": "oVirt",
+                        "device_id": name,
+                    }
+                },
+            ),
+            f"create the port of {name}",
+        )["port"]
+        booted = time.monotonic()  # the VM starts right after its port is created
+        vm.set_mac(port["mac_address"])
+        work = self.dir / "vms"
+        work.mkdir(exist_ok=True)
+        if client == "udhcpc":
+            lease = vm.udhcpc(work, tries=1, timeout=FIRST_TRY_S, configure=True)
+            first_try = lease is not None
+            lease = lease or vm.udhcpc(work, tries=3, timeout=1, configure=True)
+        else:
+            lease = vm.dhclient(work, timeout=DHCLIENT_FIRST_TRY_S, configure=True)
+            first_try = lease is not None
+        took = time.monotonic() - booted
+        server_ip = (lease or {}).get("serverid")
+        if server_ip and server_ip not in servers:
+            servers.update(_dhcp_servers(api))
+        vm_rec.update(
+            port_id=port["id"],
+            mac=port["mac_address"],
+            allocated_ip=port["fixed_ips"][0]["ip_address"] if port["fixed_ips"] else None,
+            port_status=port.get("status"),
+            port_create_ms=round((booted - created) * 1000, 1),
+            leased_ip=(lease or {}).get("ip"),
+            dhcp_server=server_ip,
+            dhcp_server_host=servers.get(server_ip or ""),
+            time_to_lease_s=round(took, 3) if lease else None,
+            first_try=first_try,
+        )
+        record.save(self.dir, self.rec)
+        return vm_rec
+
+    # -- hosts ------------------------------------------------------------------------------
+
+    def kill_host(self, name: str, wait: bool = True) -> dict[str, Any]:
+        """The host dies: its processes are SIGKILLed and its uplinks go down. With
+        ``wait``, watch the engine move its networks to other hosts."""
+        _require_root()
+        with record.locked(self.dir):
+            self._load_running()
+            host = self._host(name)
+            if host.get("killed"):
+                raise LabError(f"host {name} is already killed; 'ovirt-ipam lab host start {name}'")
+            with self._api() as api:
+                served = [n for n in self.rec["networks"] if name in _serving(api).get(n["id"], [])]
+                lab_host = LabHost.attach(host)
+                procs = len(lab_host.processes())
+                lab_host.kill()
+                lab_host.set_uplinks(False)
+                killed_at = time.monotonic()
+                host["killed"] = True
+                record.save(self.dir, self.rec)
+                names = ", ".join(n["name"] for n in served) or "no network"
+                self.progress(
+                    f"killed host {name}: {procs} processes (host service, DHCP agent, dnsmasq) "
+                    f"SIGKILLed, uplinks down; it served {names}"
+                )
+                out: dict[str, Any] = {"host": name, "served": [n["name"] for n in served]}
+                if wait and served:
+                    out["failover"] = self._wait_served(
+                        api, served, {name}, HOST_DOWN_TIME + 30, since=killed_at
+                    )
+                return out
+
+    def start_host(self, name: str) -> dict[str, Any]:
+        _require_root()
+        with record.locked(self.dir):
+            self._load_running()
+            host = self._host(name)
+            lab_host = LabHost.attach(host)
+            if lab_host.service_alive():
+                raise LabError(f"host {name} is running (host service pid {host['service_pid']})")
+            lab_host.set_uplinks(True)
+            lab_host.start()
+            host.update(service_pid=lab_host.service_pid, killed=False)
+            record.save(self.dir, self.rec)
+            self.progress(f"host {name}: uplinks up, host service pid {lab_host.service_pid}")
+            return {"host": name, "service_pid": lab_host.service_pid}
+
+    # -- status ----------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """What the lab is, as its record and the engine see it (no lock: it only reads)."""
+        rec = record.load(self.dir)
+        if rec is None:
+            raise LabError(f"no lab {self.name} in {self.dir.parent}: 'ovirt-ipam lab up' first")
+        self.rec = rec
+        return self._status()
+
+    def _status(self) -> dict[str, Any]:
+        rec = self.rec
+        engine_up = self._engine_alive()
+        serving: dict[str, list[str]] = {}
+        if engine_up:
+            with contextlib.suppress(httpx.HTTPError), self._api() as api:
+                serving = _serving(api)
+        hosts = []
+        for h in rec["hosts"]:
+            if h.get("pending"):
+                continue
+            lab_host = LabHost.attach(h)
+            hosts.append(
+                {
+                    "name": h["name"],
+                    "namespace": h["namespace"],
+                    "bridges": h["bridges"],
+                    "host_service": "running" if lab_host.service_alive() else "down",
+                    "killed": h.get("killed", False),
+                    "serves": [
+                        n["name"] for n in rec["networks"] if h["name"] in serving.get(n["id"], [])
+                    ],
+                    "dhcp_namespace_prefix": h["dhcp_namespace_prefix"],
+                    "log": f"{h['state']}/host-service.log",
+                }
+            )
+        return {
+            "name": rec["name"],
+            "directory": rec["directory"],
+            "api_url": rec["api_url"],
+            "engine": {
+                "pid": rec["engine_pid"],
+                "running": engine_up,
+                "log": f"{rec['directory']}/engine.log",
+            },
+            "store": mask_url(rec["database"]) if rec["database"] else "sqlite (lab directory)",
+            "transport_url": mask_url(rec["transport_url"]),
+            "hosts": hosts,
+            "networks": [
+                {
+                    "name": n["name"],
+                    "id": n["id"],
+                    "vdsm_name": n["vdsm_name"],
+                    "cidr": n["cidr"],
+                    "ha_count": n["ha_count"],
+                    "serving_hosts": serving.get(n["id"], []),
+                }
+                for n in rec["networks"]
+                if "id" in n
+            ],
+            "vms": [v for v in rec["vms"] if "port_id" in v],
+        }
+
+    # -- down ------------------------------------------------------------------------------
+
+    def down(self) -> dict[str, Any]:
+        _require_root()
+        with record.locked(self.dir):
+            try:
+                self.rec = record.load(self.dir) or {}
+            except LabError:
+                self.rec = {}
+            return self._down()
+
+    def _down(self) -> dict[str, Any]:
+        """End every process of the lab, remove every namespace and the directory. Each
+        step goes on when a part is already gone: safe to run twice, or after a crash."""
+        if self.rec.get("database") and self._engine_alive():
+            self._delete_from_store()
+        ended = 0
+        for h in self.rec.get("hosts", []):
+            if not h.get("pending"):
+                lab_host = LabHost.attach(h)
+                ended += len(lab_host.processes())
+                lab_host.kill()
+        ended += processes.end(processes.marked(f"{self.dir}/"))
+        if self.rec.get("transport_url", "").startswith("amqp"):
+            self._delete_queues()
+        removed = 0
+        for name in sorted(netns.listnetns()):
+            if name.startswith(f"{self.name}-"):
+                with contextlib.suppress(OSError):
+                    netns.remove(name)
+                    removed += 1
+        existed = self.dir.exists()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.progress(
+            f"lab {self.name} is down: {ended} processes ended, {removed} namespaces removed"
+            + (f", {self.dir} removed" if existed else "")
+        )
+        self.rec = {}
+        return {"name": self.name, "processes_ended": ended, "namespaces_removed": removed}
+
+    def _delete_from_store(self) -> None:
+        """An external store outlives the lab: take the lab's ports and networks out."""
+        with contextlib.suppress(httpx.HTTPError), self._api() as api:
+            for vm in self.rec.get("vms", []):
+                if vm.get("port_id"):
+                    api.delete(f"/v2.0/ports/{vm['port_id']}")
+            for net in self.rec.get("networks", []):
+                if net.get("id"):
+                    api.delete(f"/v2.0/networks/{net['id']}")
+
+    def _delete_queues(self) -> None:
+        """An external broker outlives the lab: delete the lab hosts' queues."""
+        from ipam.messaging import Bus
+
+        bus = Bus(self.rec["transport_url"], name=f"lab-{self.name}-down")
+        try:
+            for h in self.rec.get("hosts", []):
+                for queue in (
+                    contracts.host_queue(h["name"]),
+                    contracts.agent_queue(h["name"]),
+                    contracts.reply_queue(h["name"]),
+                ):
+                    with contextlib.suppress(Exception):
+                        bus.delete_queue(queue)
+        finally:
+            bus.close()
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _leftovers(self) -> bool:
+        return self.dir.exists() or any(n.startswith(f"{self.name}-") for n in netns.listnetns())
+
+    def _load_running(self) -> None:
+        rec = record.load(self.dir)
+        if rec is None:
+            raise LabError(f"no lab {self.name} in {self.dir.parent}: 'ovirt-ipam lab up' first")
+        self.rec = rec
+        if not self._engine_alive():
+            raise LabError(
+                f"the engine of lab {self.name} is not running; 'ovirt-ipam lab down' "
+                "then 'ovirt-ipam lab up'"
+            )
+
+    def _engine_alive(self) -> bool:
+        return processes.is_ours(self.rec.get("engine_pid"), f"{self.dir}/engine.conf")
+
+    def _api(self) -> httpx.Client:
+        return httpx.Client(base_url=self.rec["api_url"], timeout=60)
+
+    def _network(self, name: str) -> dict[str, Any]:
+        for net in self.rec["networks"]:
+            if name in (net["name"], net.get("id")):
+                return net
+        known = ", ".join(n["name"] for n in self.rec["networks"])
+        raise LabError(f"lab {self.name} has no network {name!r} (it has {known})")
+
+    def _host(self, name: str) -> dict[str, Any]:
+        for host in self.rec["hosts"]:
+            if host["name"] == name:
+                return host
+        known = ", ".join(h["name"] for h in self.rec["hosts"])
+        raise LabError(f"lab {self.name} has no host {name!r} (it has {known})")
+
+    def _wait_served(
+        self,
+        api: httpx.Client,
+        nets: list[dict[str, Any]],
+        gone: set[str],
+        timeout: float,
+        since: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """Wait until each network is served by as many live hosts as it can be (its HA
+        count, at most the hosts left), none of them in ``gone``; show each change."""
+        start = since or time.monotonic()
+        live = sum(1 for h in self.rec["hosts"] if not h.get("killed"))
+        want = {n["id"]: min(n["ha_count"], live) for n in nets}
+        done: dict[str, dict[str, Any]] = {}
+        shown: dict[str, list[str]] = {}
+
+        def check() -> bool:
+            serving = _serving(api)
+            for n in nets:
+                hosts = [h for h in serving.get(n["id"], []) if h not in gone]
+                if shown.get(n["id"]) != hosts:
+                    shown[n["id"]] = hosts
+                    self.progress(
+                        f"DHCP for {n['name']}: {len(hosts)}/{want[n['id']]} servers"
+                        + (f" ({', '.join(hosts)})" if hosts else "")
+                    )
+                if n["id"] not in done and len(hosts) >= want[n["id"]]:
+                    done[n["id"]] = {
+                        "network": n["name"],
+                        "served_by": hosts,
+                        "seconds": round(time.monotonic() - start, 2),
+                    }
+            return len(done) == len(nets)
+
+        try:
+            wait_for(check, timeout, "DHCP servers", interval=0.1)
+        except TimeoutError:
+            missing = ", ".join(n["name"] for n in nets if n["id"] not in done)
+            raise LabError(
+                f"after {timeout:.0f} s {missing} still lack DHCP servers; see the logs "
+                f"in {self.dir} (engine.log, hosts/*/host-service.log, hosts/*/dhcp-agent.log)"
+            ) from None
+        return [done[n["id"]] for n in nets]
+
+
+# -- module helpers ------------------------------------------------------------------------
+
+
+def _vm_line(vm: dict[str, Any]) -> str:
+    lease = (
+        f"leased {vm['leased_ip']} in {vm['time_to_lease_s'] * 1000:.0f} ms "
+        f"from {vm['dhcp_server_host'] or vm['dhcp_server']}"
+        + ("" if vm["first_try"] else " (not on the first DISCOVER)")
+        if vm["leased_ip"]
+        else "NO LEASE"
+    )
+    return (
+        f"{vm['name']} on {vm['host']}, {vm['network']}: port {vm['allocated_ip']} "
+        f"{vm['mac']} {vm['port_status']}, {vm['client']} {lease}"
+    )
+
+
+def _ok(resp: httpx.Response, what: str) -> dict[str, Any]:
+    if resp.status_code >= 300:
+        raise LabError(f"cannot {what}: HTTP {resp.status_code} {resp.text}")
+    return resp.json()
+
+
+def _serving(api: httpx.Client) -> dict[str, list[str]]:
+    """network id -> live hosts whose dnsmasq for it runs, from the engine's agents view."""
+    out: dict[str, list[str]] = {}
+    for agent in _ok(api.get("/v2.0/agents"), "list the DHCP agents")["agents"]:
+        if not agent["alive"]:
+            continue
+        for net_id, state in agent["configurations"]["dnsmasq"].items():
+            if state == "running":
+                out.setdefault(net_id, []).append(agent["host"])
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def _dhcp_servers(api: httpx.Client) -> dict[str, str]:
+    """DHCP server IP -> its host, from the DHCP ports the engine made."""
+    ports = _ok(
+        api.get("/v2.0/ports", params={"device_owner": contracts.DHCP_OWNER}), "list DHCP ports"
+    )["ports"]
+    return {f["ip_address"]: p["binding:host_id"] for p in ports for f in p["fixed_ips"]}
+
+
+def _lo_up(namespace: str) -> None:
+    with iproute_in(namespace) as ip:
+        ip.link("set", index=ip.link_lookup(ifname="lo")[0], state="up")
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        raise LabError("the lab makes network namespaces and bridges: run it as root")
+
+
+def _require_tools(client: str) -> None:
+    needed = {"dnsmasq": "dnsmasq-base", "nsenter": "util-linux"}
+    if client in ("udhcpc", "both"):
+        needed["busybox"] = "busybox"
+    if client in ("dhclient", "both"):
+        needed["dhclient"] = "isc-dhcp-client"
+    missing = [pkg for tool, pkg in needed.items() if shutil.which(tool) is None]
+    if missing:
+        raise LabError(
+            f"missing {', '.join(missing)}: apt-get install {' '.join(missing)} "
+            "(tools/lab.sh installs everything)"
+        )
+
+
+def _require_free_port(port: int) -> None:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            raise LabError(
+                f"127.0.0.1:{port} is in use (an engine from tools/engine.sh?); "
+                "give the lab another with --port"
+            ) from None
