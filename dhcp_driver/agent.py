@@ -31,6 +31,7 @@ from dhcp_driver.served_network import ServedNetwork
 from ipam import contracts
 from ipam.contracts import Envelope, NetworkState, PortState
 from ipam.messaging import Bus
+from ipam.outbox import Outbox
 
 LOG = logging.getLogger(__name__)
 _STOP = object()
@@ -175,6 +176,7 @@ class NetworkWorker(threading.Thread):
 class Agent:
     def __init__(self, conf: cfg.ConfigOpts, bus: Bus) -> None:
         self.conf, self.bus = conf, bus
+        self.outbox = Outbox(bus)  # acknowledgements and releases wait out a lost bus
         self.host = contracts.validate_host(conf.dhcp_agent.host)
         self.driver = OvirtInterfaceDriver(
             conf.dhcp_agent.mapping_file, conf.dhcp_agent.namespace_prefix
@@ -193,7 +195,7 @@ class Agent:
 
     # -- talking to the engine ---------------------------------------------------
     def publish(self, type_: str, body: BaseModel) -> None:
-        self.bus.publish(contracts.ENGINE_QUEUE, contracts.make(type_, body, self.host))
+        self.outbox.send(contracts.ENGINE_QUEUE, contracts.make(type_, body, self.host))
 
     def sync(self, network_ids: list[str]) -> tuple[list[NetworkState], list[str]]:
         request = contracts.make(
@@ -218,6 +220,9 @@ class Agent:
             worker = self.workers.get(body.network_id)  # type: ignore[attr-defined]
             if worker is not None:
                 worker.put(("resync", None))
+        elif env.type == "engine.started":
+            LOG.info("The engine (re)started at %.3f", body.started_at)  # type: ignore[attr-defined]
+            self.resync_all()
         else:
             LOG.warning("Ignoring %s message %s from %s", env.type, env.id, env.sender)
 
@@ -272,10 +277,20 @@ class Agent:
             )
             for k, w in self.workers.items()
         ]
-        self.publish(
-            "agent.heartbeat",
-            contracts.Heartbeat(host=self.host, started_at=self.started_at, networks=networks),
-        )
+        beat = contracts.Heartbeat(host=self.host, started_at=self.started_at, networks=networks)
+        try:  # a heartbeat that cannot go now is stale by the next: not held
+            self.bus.publish(
+                contracts.ENGINE_QUEUE, contracts.make("agent.heartbeat", beat, self.host)
+            )
+        except Exception as exc:
+            LOG.warning("Heartbeat not sent: %s: %s", type(exc).__name__, exc)
+
+    def resync_all(self) -> None:
+        """Every network asks the engine for its whole state again (after the bus came
+        back: events sent while it was away may be lost with a restarted broker)."""
+        LOG.info("Resyncing %d network(s)", len(self.workers))
+        for worker in list(self.workers.values()):
+            worker.put(("resync", None))
 
     def _mapping_changed(self) -> bool:
         """The verb replaces the file by rename: a new inode (or mtime) means a change."""
@@ -306,6 +321,7 @@ class Agent:
             name="events",
             daemon=True,
             args=(contracts.agent_queue(self.host), self.on_message, self.stopping),
+            kwargs={"on_reconnect": self.resync_all},
         )
         consumer.start()
         cfg_ = self.conf.dhcp_agent
@@ -329,6 +345,7 @@ class Agent:
         for worker in self.workers.values():
             worker.stop(cleanup=False)
         consumer.join(5)
+        self.outbox.close()
         self.bus.close()
 
 

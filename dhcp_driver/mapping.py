@@ -30,7 +30,8 @@ File format (UTF-8 JSON, one object)::
 
 Writing is atomic: a temporary file in the same directory is written, fsynced and
 renamed over the file, then the directory is fsynced; readers see the old or the new
-file, never a mix. The file's mode is 0644; a missing directory is created 0755.
+file, never a mix. The file's mode is 0600 and a missing directory is created 0700:
+only its writer (VDSM) and root (the agent) read which networks a host serves.
 Invalid input raises :class:`MappingError` and leaves the file as it was.
 """
 
@@ -56,8 +57,8 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-FILE_MODE = 0o644
-DIR_MODE = 0o755
+FILE_MODE = 0o600
+DIR_MODE = 0o700
 
 # VDSM's rule for network (= bridge) names.
 _VDSM_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,14}")
@@ -189,7 +190,7 @@ def _serialize(entries: list[dict[str, str]]) -> bytes:
 
 
 def _make_dirs(directory: str) -> None:
-    """Create directory and missing parents, each with mode 0755 (whatever the umask)."""
+    """Create directory and missing parents, each with mode 0700 (whatever the umask)."""
     missing: list[str] = []
     current = directory
     while not os.path.isdir(current):

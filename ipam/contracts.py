@@ -6,7 +6,8 @@ ContractError with a clear reason; the bus (ipam.messaging) logs and drops it.
 
 Engine to agents (on ``agent_queue(host)``): ``port.update``/``port.delete``
 (PortEvent), ``subnet.update``/``subnet.delete`` (SubnetEvent),
-``network.update``/``network.delete`` (NetworkEvent), and ``sync.reply`` (on the
+``network.update``/``network.delete`` (NetworkEvent), ``engine.started``
+(EngineStarted: resync everything), and ``sync.reply`` (on the
 agent's ``reply_queue(host)``). Agents to the engine (on ENGINE_QUEUE):
 ``sync.request``, ``port.ack``, ``agent.heartbeat``, ``network.release``.
 
@@ -252,6 +253,13 @@ class SubnetEvent(_Model):
     revision_number: Revision
 
 
+class EngineStarted(_Model):
+    """An engine started: events it was about to send when its predecessor died may be
+    lost, so every agent resyncs all its networks."""
+
+    started_at: Timestamp
+
+
 class AckedPort(_Model):
     id: Uuid
     revision_number: Revision
@@ -317,6 +325,7 @@ TYPES: dict[str, type[BaseModel]] = {
     "port.delete": PortEvent,
     "network.update": NetworkEvent,
     "network.delete": NetworkEvent,
+    "engine.started": EngineStarted,
     "subnet.update": SubnetEvent,
     "subnet.delete": SubnetEvent,
     "port.ack": PortAck,

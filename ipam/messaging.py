@@ -279,8 +279,18 @@ class Bus:
         finally:
             message.ack()
 
-    def consume(self, queue: str, handler: Handler, stop: threading.Event) -> None:
-        """Deliver queue's messages to handler until stop is set; survives lost connections."""
+    def consume(
+        self,
+        queue: str,
+        handler: Handler,
+        stop: threading.Event,
+        on_reconnect: Callable[[], None] | None = None,
+    ) -> None:
+        """Deliver queue's messages to handler until stop is set; survives lost connections.
+
+        ``on_reconnect`` runs each time consuming resumes after the connection was lost
+        (messages sent meanwhile may be gone with a restarted broker: time to resync).
+        """
         q = _queue(queue)
         backoff = 0.5
         lost = False
@@ -312,6 +322,8 @@ class Bus:
                 with consumer:
                     if lost:
                         LOG.info("Bus %s: consuming %s again", self.safe_url, queue)
+                        if on_reconnect is not None:
+                            on_reconnect()
                     else:
                         LOG.debug("Bus %s: consuming %s", self.safe_url, queue)
                     lost, backoff = False, 0.5

@@ -3,8 +3,8 @@
 An agent is subscribed to a network when its host's ``dhcp_agents`` row lists the
 network (a sync request adds it, a heartbeat sets the list, a release removes it).
 The subscriptions are cached for about a second; the bus server invalidates the
-cache of its process whenever it changes them. Publishing errors are logged, never
-raised: the change is committed, and the agent catches up on its next sync.
+cache of its process whenever it changes them. Publishing never raises: the change
+is committed, and an event the bus cannot take now waits in order in an Outbox.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from ipam.contracts import (
 )
 from ipam.db.engine import Database
 from ipam.messaging import Bus
+from ipam.outbox import Outbox
 
 LOG = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class Notifier:
     def __init__(self, bus: Bus, db: Database) -> None:
         self.bus = bus
         self.db = db
+        self.outbox = Outbox(bus)
         self._lock = threading.Lock()
         self._cache: dict[str, list[str]] | None = None
         self._cached_at = 0.0
@@ -127,7 +129,7 @@ class Notifier:
         for host in hosts:
             try:
                 env = contracts.make(type_, body, SENDER)
-                self.bus.publish(contracts.agent_queue(host), env)
+                self.outbox.send(contracts.agent_queue(host), env)
             except Exception as exc:
                 LOG.error(
                     "Could not publish %s for network %s to host %s: %s: %s",
@@ -160,6 +162,18 @@ class Notifier:
                 revision_number=subnet["revision_number"],
             ),
         )
+
+    def engine_started(self, started_at: float) -> None:
+        """Tell every agent with subscriptions to resync: an engine that died between a
+        commit and its event left that event unsent."""
+        with self.db.read() as conn:
+            hosts = sorted({h for subs in agents.subscriptions(conn).values() for h in subs})
+        body = contracts.EngineStarted(started_at=started_at)
+        for host in hosts:
+            self.outbox.send(
+                contracts.agent_queue(host), contracts.make("engine.started", body, SENDER)
+            )
+        LOG.info("Asked %d agent(s) to resync after this engine started", len(hosts))
 
     def network_changed(self, net: dict[str, Any]) -> None:
         self._publish(

@@ -210,7 +210,7 @@ def create(conn: Connection, attrs: dict[str, Any], mac_prefix: str) -> dict[str
         if r.subnet_id is not None
     ]
     port_id = str(uuid.uuid4())
-    if attrs.get("mac_address"):
+    if attrs.get("mac_address") is not None:
         mac = validators.mac_address(attrs["mac_address"])
         allocation.check_mac_free(conn, net.id, mac)
     else:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
+import time
 from collections.abc import AsyncIterator
 
 import uvicorn
@@ -94,6 +96,9 @@ def run(conf: cfg.ConfigOpts) -> None:
 
     app.router.lifespan_context = lifespan
     bus_server.start()
+    threading.Thread(
+        target=notifier.engine_started, args=(time.time(),), name="engine-started", daemon=True
+    ).start()
     if manager is not None:
         manager.start()
     try:

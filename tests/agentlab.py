@@ -114,25 +114,17 @@ class World:
 
     def wait_serving(self, timeout: float = 15) -> None:
         """Until the engine counts this host's dnsmasq for the network as running."""
-        import json
-
-        import sqlalchemy as sa
-
-        db = sa.create_engine(f"sqlite:///{self.tmp}/state/ovirt-ipam.sqlite")
 
         def running() -> bool:
-            with db.connect() as conn:
-                row = conn.execute(
-                    sa.text("select status from dhcp_agents where host = :h"),
-                    {"h": self.agent.host},
-                ).first()
-            nets = json.loads(row[0]).get("networks", []) if row and row[0] else []
-            return any(n["id"] == self.net_id and n["dnsmasq"] == "running" for n in nets)
+            resp = self.api.get(f"/v2.0/networks/{self.net_id}/dhcp-agents")
+            return any(
+                a["host"] == self.agent.host
+                and a["alive"]
+                and a["configurations"]["dnsmasq"].get(self.net_id) == "running"
+                for a in resp.json()["agents"]
+            )
 
-        try:
-            wait_for(running, timeout, "the engine to count the host as serving")
-        finally:
-            db.dispose()
+        wait_for(running, timeout, "the engine to count the host as serving")
 
     def serve(self) -> None:
         write_mapping(self.mapping, [{"name": self.bridge.name, "id": self.net_id}])

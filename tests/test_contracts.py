@@ -67,6 +67,7 @@ EXAMPLES: list[tuple[str, object]] = [
     ("port.delete", C.PortEvent(port=port(fixed_ips=[]))),
     ("network.update", C.NetworkEvent(network_id=NET, revision_number=4)),
     ("network.delete", C.NetworkEvent(network_id=NET, revision_number=4)),
+    ("engine.started", C.EngineStarted(started_at=1700000000.5)),
     ("subnet.update", C.SubnetEvent(network_id=NET, subnet_id=SUB, revision_number=1)),
     ("subnet.delete", C.SubnetEvent(network_id=NET, subnet_id=SUB, revision_number=1)),
     (

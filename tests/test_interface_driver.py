@@ -128,9 +128,9 @@ def test_mapping_round_trip(tmp_path: Path) -> None:
     finally:
         os.umask(old_umask)
     assert read_mapping(path) == {a: "ovirtmgmt", b: "vm_net-2"}
-    assert stat.S_IMODE(path.stat().st_mode) == 0o644
-    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o755
-    assert stat.S_IMODE(path.parent.parent.stat().st_mode) == 0o755
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.parent.parent.stat().st_mode) == 0o700
     doc = json.loads(path.read_text())
     assert doc == {
         "version": 1,

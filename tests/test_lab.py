@@ -51,11 +51,12 @@ class LabCli:
         return [n for n in netns.listnetns() if n.startswith(f"{self.name}-")]
 
     def processes(self) -> list[psutil.Process]:
-        mark = f"{self.base}/{self.name}/"
+        """Processes naming the lab's directory or one of its namespaces, however."""
+        where, prefix = str(self.base / self.name), f"{self.name}-"
         return [
             p
             for p in psutil.process_iter(["cmdline"])
-            if any(mark in a for a in p.info["cmdline"] or [])
+            if any(where in a or a.startswith(prefix) for a in p.info["cmdline"] or [])
         ]
 
 

@@ -286,7 +286,7 @@ class Lab:
         port = parts.port or (5671 if parts.scheme == "amqps" else 5672)
         target = f"{parts.hostname}:{port}"
         names = [h["namespace"] for h in self.rec["hosts"]]
-        argv = [sys.executable, "-m", "ipam.lab.relay", "--lab", str(self.dir)]
+        argv = [sys.executable, "-m", "ipam.lab.relay", "--lab", f"{self.dir}/"]
         argv += ["--target", target, "--port", str(port), *names]
         proc = spawn_detached(argv, self.dir / "relay.log")
         self.rec["relay_pid"] = proc.pid
