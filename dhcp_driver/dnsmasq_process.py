@@ -74,6 +74,11 @@ class DnsmasqProcess:
         ns = self.namespace
         # nsenter (util-linux) enters the namespace and execs dnsmasq: without a Python
         # preexec_fn the (large, threaded) agent is not forked in full.
+        # dnsmasq sets umask 022 and creates its lease and log files 0644; made first,
+        # 0600, they keep that mode (dnsmasq rewrites them in place).
+        for path in (self.paths.leases, self.paths.log):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+            os.chmod(path, 0o600)
         err = open(self.paths.base / "dnsmasq.stderr", "ab")  # noqa: SIM115
         try:
             self._child = subprocess.Popen(

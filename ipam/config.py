@@ -53,6 +53,12 @@ api_opts = [
     cfg.HostAddressOpt("bind_host", default="127.0.0.1", help="Address the REST API binds to."),
     cfg.PortOpt("bind_port", default=9696, help="Port of the REST API (Neutron's port)."),
     cfg.StrOpt(
+        "ssl_cert_file",
+        help="PEM certificate (chain) of the REST API: with ssl_key_file, the API is "
+        "served over HTTPS only.",
+    ),
+    cfg.StrOpt("ssl_key_file", help="PEM private key of ssl_cert_file (keep it 0600)."),
+    cfg.StrOpt(
         "auth_strategy",
         default="noauth",
         choices=[
@@ -90,6 +96,15 @@ bus_opts = [
         help="Seconds between polls of the message directory when transport_url is "
         "filesystem:// (the filesystem transport polls; AMQP does not).",
     ),
+    cfg.StrOpt(
+        "ssl_ca_file",
+        help="With an amqps:// transport_url: the CA bundle the broker's certificate must "
+        "chain to (default: the system's CAs). The broker's name is checked too.",
+    ),
+    cfg.StrOpt(
+        "ssl_cert_file", help="With amqps://: a client certificate, for brokers that ask one."
+    ),
+    cfg.StrOpt("ssl_key_file", help="With amqps://: the private key of ssl_cert_file."),
 ]
 
 dhcp_opts = [
@@ -190,3 +205,35 @@ def check_api_config(conf: cfg.ConfigOpts = CONF) -> None:
         )
     if api.auth_strategy == "token" and not api.auth_token:
         raise cfg.Error("[api] auth_strategy=token needs [api] auth_token")
+    if bool(api.ssl_cert_file) != bool(api.ssl_key_file):
+        raise cfg.Error("[api] ssl_cert_file and ssl_key_file go together: set both or neither")
+    for name in ("ssl_cert_file", "ssl_key_file"):
+        path = getattr(api, name)
+        if path and not os.access(path, os.R_OK):
+            raise cfg.Error(f"[api] {name} = {path} is not a readable file")
+
+
+def bus_tls(conf: cfg.ConfigOpts = CONF) -> dict[str, str] | None:
+    """The [bus] ssl_* files for an amqps:// transport (None: not amqps://); refuses
+    TLS files given for a transport that would not use them."""
+    url = transport_url(conf)
+    files = {
+        k: v
+        for k, v in (
+            ("ca_file", conf.bus.ssl_ca_file),
+            ("cert_file", conf.bus.ssl_cert_file),
+            ("key_file", conf.bus.ssl_key_file),
+        )
+        if v
+    }
+    if not url.startswith("amqps://"):
+        if files:
+            raise cfg.Error(
+                "[bus] ssl_* files are set but transport_url is not amqps://; "
+                "use amqps://user:pass@broker:5671/ for TLS"
+            )
+        return None
+    for name, path in files.items():
+        if not os.access(path, os.R_OK):
+            raise cfg.Error(f"[bus] ssl_{name} = {path} is not a readable file")
+    return files

@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import re
+import ssl
 import threading
 import time
 import uuid
@@ -34,6 +35,7 @@ from collections import deque
 from collections.abc import Callable
 from queue import Empty
 from typing import Any
+from urllib.parse import urlsplit
 
 import kombu
 from kombu.exceptions import ChannelError
@@ -126,11 +128,32 @@ class OrderedFilesystemTransport(filesystem.Transport):
     driver_name = "ovirt-ipam-filesystem"
 
 
+def _ssl_options(url: str, tls: dict[str, str] | None) -> dict[str, Any] | bool:
+    """py-amqp's TLS options for amqps://: the broker's certificate is verified against
+    ``ca_file`` (or the system's CAs) and must name the URL's host."""
+    tls = tls or {}
+    opts: dict[str, Any] = {
+        "cert_reqs": ssl.CERT_REQUIRED,
+        "server_hostname": urlsplit(url).hostname,
+    }
+    if tls.get("ca_file"):
+        opts["ca_certs"] = tls["ca_file"]
+    if tls.get("cert_file"):
+        opts["certfile"] = tls["cert_file"]
+        opts["keyfile"] = tls.get("key_file")
+    return opts
+
+
 def connection(
-    url: str, polling_interval: float = 0.01, heartbeat: float = 0, name: str = ""
+    url: str,
+    polling_interval: float = 0.01,
+    heartbeat: float = 0,
+    name: str = "",
+    tls: dict[str, str] | None = None,
 ) -> kombu.Connection:
     """A new kombu Connection for a transport URL (see the module doc); name is the
-    connection name RabbitMQ shows (and rabbitmqctl lists as user_provided_name)."""
+    connection name RabbitMQ shows (and rabbitmqctl lists as user_provided_name);
+    tls the CA, certificate and key files for amqps://."""
     if url.startswith("filesystem://"):
         path = url[len("filesystem://") :]
         if not path.startswith("/"):
@@ -154,6 +177,7 @@ def connection(
     if url.startswith(("amqp://", "amqps://", "pyamqp://")):
         return kombu.Connection(
             url,
+            ssl=_ssl_options(url, tls) if url.startswith("amqps://") else False,
             connect_timeout=CONNECT_TIMEOUT,
             heartbeat=heartbeat,
             transport_options={
@@ -174,12 +198,20 @@ def _queue(name: str) -> kombu.Queue:
 class Bus:
     """Publish, consume and call over one transport URL. Thread-safe."""
 
-    def __init__(self, url: str, *, polling_interval: float = 0.01, name: str = "") -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        polling_interval: float = 0.01,
+        name: str = "",
+        tls: dict[str, str] | None = None,
+    ) -> None:
         self.url = url
         self.safe_url = mask_url(url)
         self.name = name
         self.polling_interval = polling_interval
-        connection(url, polling_interval).release()  # check the URL now (and create the dir)
+        self.tls = tls
+        connection(url, polling_interval, tls=tls).release()  # check the URL (create the dir)
         self._pub_lock = threading.Lock()
         self._pub_conn: kombu.Connection | None = None
         self._producer: kombu.Producer | None = None
@@ -192,7 +224,7 @@ class Bus:
 
     def _connect(self, role: str, heartbeat: float = 0) -> kombu.Connection:
         name = f"ovirt-ipam {self.name or 'bus'} {role} pid {os.getpid()}"
-        return connection(self.url, self.polling_interval, heartbeat, name)
+        return connection(self.url, self.polling_interval, heartbeat, name, self.tls)
 
     # -- publishing ------------------------------------------------------------------
 
@@ -438,4 +470,17 @@ class Bus:
             self._drop_publisher()
 
 
-__all__ = ["Bus", "OrderedFilesystemTransport", "connection", "mask_url"]
+def bus_from_config(conf: Any, name: str) -> Bus:
+    """The bus of [DEFAULT] transport_url and [bus] (polling, TLS), named for the broker's
+    view of its connections."""
+    from ipam import config
+
+    return Bus(
+        config.transport_url(conf),
+        polling_interval=conf.bus.polling_interval,
+        name=name,
+        tls=config.bus_tls(conf),
+    )
+
+
+__all__ = ["Bus", "OrderedFilesystemTransport", "bus_from_config", "connection", "mask_url"]

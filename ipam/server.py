@@ -19,7 +19,7 @@ from ipam.db import migrate
 from ipam.db.engine import Database
 from ipam.dhcp_manager import DhcpManager
 from ipam.leader import LeaderLock
-from ipam.messaging import Bus
+from ipam.messaging import bus_from_config
 from ipam.notifier import Notifier
 from ipam.readiness import Readiness
 from ipam.store import Store
@@ -47,9 +47,7 @@ def run(conf: cfg.ConfigOpts) -> None:
     config.check_api_config(conf)
     db = open_database(conf)
     try:
-        bus = Bus(
-            config.transport_url(conf), polling_interval=conf.bus.polling_interval, name="engine"
-        )
+        bus = bus_from_config(conf, "engine")
     except ValueError as exc:
         raise cfg.Error(f"[DEFAULT] transport_url: {exc}") from None
     notifier = Notifier(bus, db)
@@ -61,8 +59,10 @@ def run(conf: cfg.ConfigOpts) -> None:
     app = create_app(
         store, auth_plugin(conf), conf.api.max_request_body_size, conf.api.public_url, readiness
     )
+    tls = bool(conf.api.ssl_cert_file)
     LOG.info(
-        "Engine serving the API on http://%s:%d (auth_strategy=%s, store=%s, bus=%s)",
+        "Engine serving the API on %s://%s:%d (auth_strategy=%s, store=%s, bus=%s)",
+        "https" if tls else "http",
         conf.api.bind_host,
         conf.api.bind_port,
         conf.api.auth_strategy,
@@ -109,6 +109,8 @@ def run(conf: cfg.ConfigOpts) -> None:
             log_config=None,
             access_log=False,
             server_header=False,
+            ssl_certfile=conf.api.ssl_cert_file if tls else None,
+            ssl_keyfile=conf.api.ssl_key_file if tls else None,
         )
     finally:
         shutdown()

@@ -84,7 +84,9 @@ def free_port() -> int:
 class EngineProcess:
     """A real ``ovirt-ipam engine`` process; ended by its pid."""
 
-    def __init__(self, tmp: Path, extra_conf: str = "", port: int | None = None) -> None:
+    def __init__(
+        self, tmp: Path, extra_conf: str = "", port: int | None = None, wait: bool = True
+    ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.conf = tmp / f"engine-{self.port}.conf"
@@ -97,7 +99,8 @@ class EngineProcess:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        wait_for(self._up, 30, f"engine on port {self.port}", interval=0.1)
+        if wait:
+            wait_for(self._up, 30, f"engine on port {self.port}", interval=0.1)
 
     def _up(self) -> bool:
         if self.proc.poll() is not None:
@@ -126,8 +129,8 @@ class EngineProcess:
 def engine_factory(tmp_path: Path) -> Iterator[Callable[..., EngineProcess]]:
     started: list[EngineProcess] = []
 
-    def start(extra_conf: str = "", port: int | None = None) -> EngineProcess:
-        eng = EngineProcess(tmp_path, extra_conf, port)
+    def start(extra_conf: str = "", port: int | None = None, wait: bool = True) -> EngineProcess:
+        eng = EngineProcess(tmp_path, extra_conf, port, wait)
         started.append(eng)
         return eng
 

@@ -28,7 +28,7 @@ STATUSES: Counter[int] = Counter()
 
 @schema.parametrize()
 @settings(
-    max_examples=40,
+    max_examples=100,
     deadline=None,
     derandomize=True,
     suppress_health_check=list(HealthCheck),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from oslo_config import cfg
@@ -14,7 +15,11 @@ from ipam.db.migrate import SchemaNotCurrent
 
 
 def _load_conf(rest: list[str]) -> cfg.ConfigOpts:
-    """oslo.config parses what argparse left: --config-file, --config-dir, ..."""
+    """oslo.config parses what argparse left: --config-file, --config-dir, ...
+
+    The services' files (store, mapping, dnsmasq configuration, leases and logs, bus
+    messages) are theirs alone: umask 077 for them and the processes they start."""
+    os.umask(0o077)
     config.CONF(rest, project="ovirt-ipam", prog="ovirt-ipam")
     log.setup(config.CONF.debug)
     return config.CONF
@@ -29,10 +34,10 @@ def _engine(rest: list[str]) -> int:
 
 
 def _bus(conf: cfg.ConfigOpts, name: str):  # type: ignore[no-untyped-def]
-    """The message bus of [DEFAULT] transport_url, named for the broker's view."""
-    from ipam.messaging import Bus
+    """The message bus of [DEFAULT] transport_url and [bus], named for the broker's view."""
+    from ipam.messaging import bus_from_config
 
-    return Bus(config.transport_url(conf), polling_interval=conf.bus.polling_interval, name=name)
+    return bus_from_config(conf, name)
 
 
 def _dhcp_agent(rest: list[str]) -> int:

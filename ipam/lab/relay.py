@@ -5,7 +5,8 @@ the machine's 127.0.0.1 (RabbitMQ) is out of their reach. This process opens a
 listening socket on 127.0.0.1:PORT inside each host's namespace (a thread may
 enter a namespace, open a socket and come back; the socket stays there) and
 relays every connection to the target address in its own namespace. Traffic stays
-on loopback on both sides.
+on loopback on both sides. With ``--tls-cert`` it terminates TLS in front of the
+target (the tests put a TLS endpoint before a plain local RabbitMQ this way).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 
 from dhcp_driver.netns import entered
 
@@ -40,7 +42,9 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             writer.close()
 
 
-async def serve(sockets: list[socket.socket], host: str, port: int) -> None:
+async def serve(
+    sockets: list[socket.socket], host: str, port: int, tls: ssl.SSLContext | None = None
+) -> None:
     async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             up_reader, up_writer = await asyncio.open_connection(host, port)
@@ -50,7 +54,7 @@ async def serve(sockets: list[socket.socket], host: str, port: int) -> None:
             return
         await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
 
-    servers = [await asyncio.start_server(relay, sock=s) for s in sockets]
+    servers = [await asyncio.start_server(relay, sock=s, ssl=tls) for s in sockets]
     await asyncio.gather(*(s.serve_forever() for s in servers))
 
 
@@ -59,15 +63,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", required=True, metavar="HOST:PORT")
     parser.add_argument("--port", type=int, required=True, help="port to listen on in each")
     parser.add_argument("--lab", help="the lab directory (names the lab it serves)")
-    parser.add_argument("namespaces", nargs="+")
+    parser.add_argument("--tls-cert", help="terminate TLS with this PEM certificate (chain)")
+    parser.add_argument("--tls-key", help="the private key of --tls-cert")
+    parser.add_argument("namespaces", nargs="*", help="(none: listen where this process runs)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     host, _, port = args.target.rpartition(":")
-    sockets = [listening_socket(ns, args.port) for ns in args.namespaces]
+    if args.namespaces:
+        sockets = [listening_socket(ns, args.port) for ns in args.namespaces]
+    else:
+        sockets = [socket.create_server(("127.0.0.1", args.port))]
+    tls = None
+    if args.tls_cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
+    where = ", ".join(args.namespaces) or "this namespace"
     LOG.info(
-        "relaying 127.0.0.1:%d in %s to %s", args.port, ", ".join(args.namespaces), args.target
+        "relaying %s127.0.0.1:%d in %s to %s", "TLS " if tls else "", args.port, where, args.target
     )
-    asyncio.run(serve(sockets, host, int(port)))
+    asyncio.run(serve(sockets, host, int(port), tls))
     return 0
 
 
