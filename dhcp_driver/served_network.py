@@ -16,6 +16,7 @@ drops the tombstones and then reloads (SIGHUP), once, however many ports need it
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -34,11 +35,18 @@ LOG_ROTATE_BYTES = 16 * 1024 * 1024
 
 
 def _write_atomic(path: Path, content: str) -> None:
+    """path holds content or what it held before, never a part (a full or read-only
+    state directory raises OSError and leaves no temporary file behind)."""
     tmp = path.with_name("." + path.name)
-    with open(tmp, "w") as f:
-        f.write(content)
-    os.chmod(tmp, 0o600)
-    os.rename(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(content)
+        os.chmod(tmp, 0o600)
+        os.rename(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 class ServedNetwork:

@@ -11,6 +11,7 @@ from dhcp_driver.mapping import write_mapping
 from ipam.lab.netparts import rand
 from ipam.polling import wait_for
 from tests.agentlab import ip_of
+from tests.faultlab import check_nothing_lost, record
 
 
 def test_agent_serves_creates_deletes_reuse_and_ip_change(world_factory) -> None:  # type: ignore[no-untyped-def]
@@ -74,11 +75,25 @@ def test_agent_restart_keeps_dnsmasq_and_dhcp_answers_meanwhile(world_factory) -
     assert len(pids) == 1
     w.agent.stop(signal.SIGKILL)
     assert w.lease(port) == ip_of(port)  # renewal while no agent runs
+    meanwhile = [w.port() for _ in range(5)]  # events for an agent that is not there
     w.agent.start()
     late = w.port()
     w.wait_active(late)
     assert w.agent.dnsmasq_pids() == pids  # adopted, not restarted
-    assert w.lease(late) == ip_of(late)
+    created = [port, *meanwhile, late]
+    for p in created:
+        w.wait_active(p)
+    check_nothing_lost(w.api, w.net_id, created)
+    assert [w.lease(p) for p in created] == [ip_of(p) for p in created]
+    record(
+        "fault",
+        "DHCP agent SIGKILLed, ports created while it is dead, agent restarted",
+        ports=len(created),
+        lost=0,
+        duplicated=0,
+        leased_exactly=len(created),
+        dnsmasq_restarted=0,
+    )
 
 
 def test_killed_dnsmasq_is_respawned_within_two_seconds(world_factory) -> None:  # type: ignore[no-untyped-def]
@@ -89,8 +104,22 @@ def test_killed_dnsmasq_is_respawned_within_two_seconds(world_factory) -> None: 
     w.wait_active(port)
     [pid] = w.agent.dnsmasq_pids()
     os.kill(pid, signal.SIGKILL)
+    meanwhile = [w.port() for _ in range(3)]  # created while dnsmasq is down
     new = wait_for(lambda: [p for p in w.agent.dnsmasq_pids() if p != pid], 2, "dnsmasq respawned")
-    assert new and w.lease(port) == ip_of(port)
+    created = [port, *meanwhile]
+    for p in created:
+        w.wait_active(p)
+    check_nothing_lost(w.api, w.net_id, created)
+    assert new and [w.lease(p) for p in created] == [ip_of(p) for p in created]
+    record(
+        "fault",
+        "dnsmasq SIGKILLed, ports created meanwhile",
+        ports=len(created),
+        lost=0,
+        duplicated=0,
+        leased_exactly=len(created),
+        respawned_within_s=2,
+    )
 
 
 def test_rabbitmq_transport(world_factory) -> None:  # type: ignore[no-untyped-def]

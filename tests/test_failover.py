@@ -12,10 +12,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
+from pyroute2 import netns
 
 from ipam.lab.labhost import LabHost
 from ipam.lab.netparts import Bridge, Vm, rand
 from ipam.polling import wait_for
+from tests.faultlab import check_nothing_lost, record
 
 DOWN = 3.0
 MANAGED = (
@@ -155,3 +157,33 @@ def test_two_engines_on_postgresql_the_survivor_takes_over(
         wait_for(lambda: "runs the DHCP manager" in other.logs(), 20, "the survivor takes over")
         c.api.put(f"/v2.0/networks/{net_id}", json={"network": {"ha_count": 0}})
         wait_for(lambda: not host.dnsmasq_networks(), 30, "the survivor's placement applied")
+
+
+def test_a_removed_host_namespace_fails_over(tmp_path: Path, engine_factory) -> None:  # type: ignore[no-untyped-def]
+    """The serving host vanishes whole: its processes die and its namespace (bridges,
+    uplinks, DHCP interfaces) is removed; the other host takes over, nothing is lost."""
+    with _cluster(tmp_path, engine_factory(MANAGED), "10.91.0.0/24", 2) as c:
+        net_id = c.net["id"]
+        [first] = wait_for(
+            lambda: len(s := _serving(c.api, net_id)) == 1 and s, 40, "one host serving"
+        )
+        before, ip = _lease(tmp_path, c.api, net_id, c.segment.name)
+        assert ip == before["fixed_ips"][0]["ip_address"]
+        victim = next(h for h in c.hosts if h.name == first)
+        victim.close()  # processes killed, DHCP namespaces, uplinks and host namespace removed
+        assert victim.ns not in netns.listnetns()
+        gone = time.monotonic()
+        wait_for(lambda: (s := _serving(c.api, net_id)) and first not in s, DOWN + 10, "failover")
+        took = time.monotonic() - gone
+        after, ip = _lease(tmp_path, c.api, net_id, c.segment.name)
+        assert after["status"] == "ACTIVE" and ip == after["fixed_ips"][0]["ip_address"]
+        check_nothing_lost(c.api, net_id, [before, after])
+        record(
+            "fault",
+            "serving host's namespace removed (host gone): failover",
+            failover_s=round(took, 2),
+            host_down_time_s=DOWN,
+            lost=0,
+            duplicated=0,
+            leased_exactly=2,
+        )
