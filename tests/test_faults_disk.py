@@ -135,9 +135,7 @@ def test_agent_with_a_full_or_read_only_state_directory(world_factory) -> None: 
             remount(hostsdir, "bind,ro")
             during_ro = world.port()
             assert during_ro["status"] == "DOWN"
-            wait_for(
-                lambda: "Read-only file system" in world.agent.logs(), 20, "the agent's error"
-            )
+            wait_for(lambda: "Read-only file system" in world.agent.logs(), 20, "the agent's error")
             assert world.lease(during_full) == ip_of(during_full)
         finally:
             subprocess.run(["umount", str(hostsdir)], check=True)

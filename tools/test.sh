@@ -36,4 +36,7 @@ venv_install '[test]'
 echo "== ruff"
 .venv/bin/python -m ruff check .
 echo "== pytest"
-exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+if [ $# -eq 0 ]; then  # the whole suite ran and passed: its reliability record
+    .venv/bin/python tools/reliability_report.py build/reliability.jsonl docs/reliability.md
+fi
