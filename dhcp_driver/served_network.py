@@ -150,7 +150,13 @@ class ServedNetwork:
             if (known and port.revision_number < known.revision_number) or (
                 port.revision_number <= self.deleted.get(port.id, -1)
             ):
-                LOG.debug("Ignoring stale port %s revision %d", port.id, port.revision_number)
+                LOG.info(
+                    "Network %s: ignoring stale port %s revision %d (have %s)",
+                    self.network_id,
+                    port.id,
+                    port.revision_number,
+                    known.revision_number if known else "a deletion",
+                )
                 continue
             self.ports[port.id] = port
             content = cfgmod.host_entry(port, self.dhcp_subnets)
@@ -166,6 +172,13 @@ class ServedNetwork:
     def delete_port(self, port: PortState) -> None:
         known = self.ports.get(port.id)
         if known and port.revision_number < known.revision_number:
+            LOG.info(
+                "Network %s: ignoring stale deletion of port %s revision %d (have %d)",
+                self.network_id,
+                port.id,
+                port.revision_number,
+                known.revision_number,
+            )
             return
         self.ports.pop(port.id, None)
         self.deleted[port.id] = port.revision_number

@@ -315,6 +315,7 @@ def test_agent_drops_malformed_oversized_replayed_and_stale_messages(world_facto
     marker = world.port()  # an event after them all: once ACTIVE, they were handled
     world.wait_active(marker)
     assert hostsfile.read_text() == newer
+    assert world.agent.logs().count(f"ignoring stale port {port['id']}") == 2
     assert world.lease(moved) == "10.66.0.150"
     assert world.agent.proc.poll() is None
     record(
