@@ -157,6 +157,10 @@ COUNTED = {
         "tests/test_host_verb.py::test_invalid_input",
         "tests/test_host_verb.py::test_unknown_verb",
     ),
+    "access: unsafe or broken configurations refused at start (noauth off loopback, "
+    "token without auth_token, half or unreadable TLS files, TLS files without amqps://)": (
+        "tests/test_access.py::test_unsafe_or_broken",
+    ),
 }
 _passed: dict[str, int] = {}
 
@@ -178,7 +182,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     from tests import faultlab
 
     for name, count in _passed.items():
-        faultlab.record("input", name, cases=count, refused=count)
+        kind, _, title = (
+            name.partition(": ") if name.startswith("access: ") else ("input", "", name)
+        )
+        faultlab.record(kind, title, cases=count, refused=count)
 
 
 from tests.agentlab import world_factory  # noqa: E402,F401 (the one-host DHCP world fixture)

@@ -26,7 +26,8 @@ INTRO = {
     "exactly their IPs).",
     "input": "Each case is refused with a clear error (REST: Neutron's 4xx body; the verb: "
     "VDSM code 21; the bus: dropped with a log line) and changes nothing, or is kept as "
-    "text that reaches no dnsmasq file, command line, interface or namespace name, or path.",
+    "text that reaches no dnsmasq file, command line, interface or namespace name, or path. "
+    "The fuzzed requests (valid ones among them) must never get a 5xx.",
     "access": "TLS, tokens, credentials and file modes.",
 }
 
