@@ -124,3 +124,22 @@ def check_nothing_lost(
     assert len(ips) == len(set(ips)), "an IP is held twice"
     macs = [p["mac_address"] for p in ports]
     assert len(macs) == len(set(macs)), "a MAC is held twice"
+
+
+class RecordingAgentService:
+    """The verb's seam to the agent's service manager, recording what it is asked."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def running(self) -> int | None:
+        return 4242 if "start" in self.calls else None
+
+    def start(self) -> None:
+        self.calls.append("start")
+
+    def reconcile(self) -> None:
+        self.calls.append("reconcile")
+
+    def stop(self) -> None:
+        self.calls.append("stop")

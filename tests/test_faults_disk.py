@@ -16,7 +16,7 @@ from pathlib import Path
 from dhcp_driver.mapping import write_mapping
 from ipam.polling import wait_for
 from tests.agentlab import ip_of
-from tests.faultlab import check_nothing_lost, record
+from tests.faultlab import RecordingAgentService, check_nothing_lost, record
 from vdsm_verb.verb import DhcpVerb
 
 
@@ -52,30 +52,13 @@ def fill(path: Path) -> Path:
     return filler
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    def running(self) -> int | None:
-        return 4242 if "start" in self.calls else None
-
-    def start(self) -> None:
-        self.calls.append("start")
-
-    def reconcile(self) -> None:
-        self.calls.append("reconcile")
-
-    def stop(self) -> None:
-        self.calls.append("stop")
-
-
 def test_verb_with_a_full_or_read_only_mapping_directory(tmp_path: Path) -> None:
     a, b = str(uuid.uuid4()), str(uuid.uuid4())
     with tmpfs(tmp_path / "vdsm", "64k") as d:
         mapping = d / "dhcp-networks.json"
         write_mapping(mapping, [{"name": "ovirtmgmt", "id": a}])
         before = mapping.read_bytes()
-        service = Recorder()
+        service = RecordingAgentService()
         verb = DhcpVerb(str(mapping), service, lambda: None)  # type: ignore[arg-type]
         wanted = [{"name": "ovirtmgmt", "id": a}, {"name": "vmnet", "id": b}]
 

@@ -26,7 +26,7 @@ from ipam import contracts as C
 from ipam import messaging
 from ipam.polling import wait_for
 from tests.agentlab import ip_of
-from tests.faultlab import record
+from tests.faultlab import RecordingAgentService, record
 from vdsm_verb.verb import DhcpVerb
 
 HOSTILE: dict[str, str] = {
@@ -176,27 +176,11 @@ def _check_agent_files_and_names(world) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_verb_refuses_hostile_names_and_ids(tmp_path: Path) -> None:
-    class Untouched:
-        calls: list[str] = []
-
-        def running(self) -> int | None:
-            self.calls.append("running")
-            return None
-
-        def start(self) -> None:
-            self.calls.append("start")
-
-        def reconcile(self) -> None:
-            self.calls.append("reconcile")
-
-        def stop(self) -> None:
-            self.calls.append("stop")
-
     mapping = tmp_path / "dhcp-networks.json"
     good = {"name": "ovirtmgmt", "id": str(uuid.uuid4())}
     write_mapping(mapping, [good])
     before = mapping.read_bytes()
-    service = Untouched()
+    service = RecordingAgentService()
     verb = DhcpVerb(str(mapping), service, lambda: service.calls.append("shutdown"))  # type: ignore[arg-type]
     cases = 0
     for value in HOSTILE.values():
