@@ -426,9 +426,9 @@ class Lab:
                 served = [n for n in self.rec["networks"] if name in _serving(api).get(n["id"], [])]
                 lab_host = LabHost.attach(host)
                 procs = len(lab_host.processes())
+                killed_at = time.monotonic()  # SIGKILL goes out first thing in kill()
                 lab_host.kill()
                 lab_host.set_uplinks(False)
-                killed_at = time.monotonic()
                 host["killed"] = True
                 record.save(self.dir, self.rec)
                 names = ", ".join(n["name"] for n in served) or "no network"
@@ -543,7 +543,9 @@ class Lab:
                 lab_host = LabHost.attach(h)
                 ended += len(lab_host.processes())
                 lab_host.kill()
-        ended += processes.end(processes.marked(f"{self.dir}/"))
+        ended += processes.end(
+            [p for p in processes.marked(f"{self.dir}/") if not processes.ended(p)]
+        )
         if self.rec.get("transport_url", "").startswith("amqp"):
             self._delete_queues()
         removed = 0

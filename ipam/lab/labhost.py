@@ -22,7 +22,7 @@ from pyroute2 import netns
 
 from dhcp_driver.netns import iproute_in
 from ipam.lab.netparts import in_netns, rand
-from ipam.lab.processes import end, marked, spawn_detached
+from ipam.lab.processes import end, ended, marked, spawn_detached
 
 
 class LabHost:
@@ -154,8 +154,9 @@ class LabHost:
         )
 
     def processes(self) -> list[psutil.Process]:
-        """This host's host service, agent and dnsmasq processes, by their state directory."""
-        return marked(f"{self.state}/")
+        """This host's host service, agent and dnsmasq processes, by their state directory
+        (not their zombies)."""
+        return [p for p in marked(f"{self.state}/") if not ended(p)]
 
     def dnsmasq_networks(self) -> set[str]:
         nets = set()

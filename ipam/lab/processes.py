@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import psutil
@@ -50,6 +51,25 @@ def marked(mark: str) -> list[psutil.Process]:
     ]
 
 
+def ended(proc: psutil.Process) -> bool:
+    """Gone, or a zombie: dead, only not reaped (a reparented process's zombie waits for
+    whatever reaps orphans, which in a container may be nobody)."""
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _wait(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait until each has ended or timeout passes; those still running."""
+    deadline = time.monotonic() + timeout
+    alive = [p for p in procs if not ended(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.02)
+        alive = [p for p in alive if not ended(p)]
+    return alive
+
+
 def end(procs: list[psutil.Process], grace: float = 10.0) -> int:
     """SIGTERM them, SIGKILL what is left after ``grace`` seconds (0: SIGKILL at once).
     Returns how many there were."""
@@ -57,9 +77,9 @@ def end(procs: list[psutil.Process], grace: float = 10.0) -> int:
     for proc in procs:
         with contextlib.suppress(psutil.Error):
             proc.send_signal(first)
-    _, alive = psutil.wait_procs(procs, timeout=grace or 1)
+    alive = _wait(procs, grace or 1)
     for proc in alive:
         with contextlib.suppress(psutil.Error):
             proc.send_signal(signal.SIGKILL)
-    psutil.wait_procs(alive, timeout=5)
+    _wait(alive, 5)
     return len(procs)

@@ -1,0 +1,103 @@
+"""The lab as a whole, timed: ``python -m bench.lab [--hosts 3] [--networks 4] [--vms 100]``.
+
+Runs ``ovirt-ipam lab`` in-process (every part real: namespaces, engine, host
+services, agents, dnsmasq, udhcpc) under a throw-away name and directory, then:
+
+- up_s: ``lab up`` from nothing to every VM leased;
+- lease: per VM, from the port create's return to the client's lease (ms), and how
+  many VMs leased exactly their allocated IP on their first DISCOVER;
+- port_create: the POST that waits for a serving dnsmasq to load the port (ms);
+- failover_s: ``lab host kill`` of the host serving the most networks, until every
+  network it served runs on another host (host_down_time 3 s);
+- down_s: ``lab down``, which must leave no namespace of the lab.
+
+Figures come last as ``metric: value unit``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from pyroute2 import netns
+
+from bench._common import free_port
+from ipam.lab.lab import Lab, UpOptions
+from ipam.lab.netparts import rand
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", type=int, default=3)
+    parser.add_argument("--networks", type=int, default=4)
+    parser.add_argument("--vms", type=int, default=100)
+    args = parser.parse_args()
+    name = f"b{rand(6)}"
+    base = Path(tempfile.mkdtemp(prefix="bench-lab-", dir="/var/tmp"))
+    shown = [0]
+
+    def progress(msg: str) -> None:
+        if msg.startswith("[") and shown[0] % 20:  # every 20th VM line
+            shown[0] += 1
+            return
+        shown[0] += msg.startswith("[")
+        print(f"# {msg}", flush=True)
+
+    lab = Lab(name, base, progress)
+    figures: list[tuple[str, float, str]] = []
+    try:
+        start = time.monotonic()
+        st = lab.up(
+            UpOptions(
+                hosts=args.hosts,
+                networks=args.networks,
+                vms=args.vms,
+                ha=[2, 1],
+                port=free_port(),
+            )
+        )
+        figures.append(("up_s", time.monotonic() - start, "s"))
+        vms = st["vms"]
+        leases = [v["time_to_lease_s"] * 1000 for v in vms if v["time_to_lease_s"] is not None]
+        creates = [v["port_create_ms"] for v in vms]
+        exact = sum(v["leased_ip"] == v["allocated_ip"] and v["first_try"] for v in vms)
+        figures += [
+            ("vms", len(vms), "VMs"),
+            ("vms_exact_first_discover", exact, "VMs"),
+            ("lease_p50_ms", statistics.median(leases), "ms"),
+            ("lease_p99_ms", _pct(leases, 0.99), "ms"),
+            ("port_create_p50_ms", statistics.median(creates), "ms"),
+            ("port_create_p99_ms", _pct(creates, 0.99), "ms"),
+        ]
+        victim = max(st["hosts"], key=lambda h: len(h["serves"]))
+        killed = lab.kill_host(victim["name"])
+        figures.append(
+            ("failover_s_max", max(f["seconds"] for f in killed.get("failover", [])) or 0, "s")
+        )
+        figures.append(("failover_networks", len(killed.get("failover", [])), "networks"))
+    finally:
+        start = time.monotonic()
+        lab.down()
+        figures.append(("down_s", time.monotonic() - start, "s"))
+        left = [n for n in netns.listnetns() if n.startswith(f"{name}-")]
+        figures.append(("namespaces_left", len(left), "namespaces"))
+    for metric, value, unit in figures:
+        print(
+            f"{metric}: {value:.2f} {unit}"
+            if isinstance(value, float)
+            else f"{metric}: {value} {unit}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
