@@ -28,6 +28,7 @@ from pathlib import Path
 
 import httpx
 
+from ipam.lab.lab import serving_hosts
 from ipam.lab.labhost import LabHost
 from ipam.lab.netparts import Bridge, Vm, rand
 from ipam.polling import wait_for
@@ -41,12 +42,8 @@ def progress(msg: str) -> None:
 
 
 def serving(api: httpx.Client, net_id: str) -> list[str]:
-    agents = api.get(f"/v2.0/networks/{net_id}/dhcp-agents").json()["agents"]
-    return sorted(
-        a["host"]
-        for a in agents
-        if a["alive"] and a["configurations"]["dnsmasq"].get(net_id) == "running"
-    )
+    """Live hosts whose dnsmasq for the network runs, as the engine reports them."""
+    return serving_hosts(api).get(net_id, [])
 
 
 def lease_after_failover(

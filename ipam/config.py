@@ -208,9 +208,12 @@ def check_api_config(conf: cfg.ConfigOpts = CONF) -> None:
     if bool(api.ssl_cert_file) != bool(api.ssl_key_file):
         raise cfg.Error("[api] ssl_cert_file and ssl_key_file go together: set both or neither")
     for name in ("ssl_cert_file", "ssl_key_file"):
-        path = getattr(api, name)
-        if path and not os.access(path, os.R_OK):
-            raise cfg.Error(f"[api] {name} = {path} is not a readable file")
+        _check_readable("api", name, getattr(api, name))
+
+
+def _check_readable(group: str, name: str, path: str | None) -> None:
+    if path and not os.access(path, os.R_OK):
+        raise cfg.Error(f"[{group}] {name} = {path} is not a readable file")
 
 
 def bus_tls(conf: cfg.ConfigOpts = CONF) -> dict[str, str] | None:
@@ -234,6 +237,5 @@ def bus_tls(conf: cfg.ConfigOpts = CONF) -> dict[str, str] | None:
             )
         return None
     for name, path in files.items():
-        if not os.access(path, os.R_OK):
-            raise cfg.Error(f"[bus] ssl_{name} = {path} is not a readable file")
+        _check_readable("bus", f"ssl_{name}", path)
     return files

@@ -128,7 +128,7 @@ class OrderedFilesystemTransport(filesystem.Transport):
     driver_name = "ovirt-ipam-filesystem"
 
 
-def _ssl_options(url: str, tls: dict[str, str] | None) -> dict[str, Any] | bool:
+def _ssl_options(url: str, tls: dict[str, str] | None) -> dict[str, Any]:
     """py-amqp's TLS options for amqps://: the broker's certificate is verified against
     ``ca_file`` (or the system's CAs) and must name the URL's host."""
     tls = tls or {}

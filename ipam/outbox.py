@@ -30,7 +30,6 @@ class Outbox:
         self.backoff, self.max_backoff = backoff, max_backoff
         self._held: collections.deque[tuple[str, Envelope]] = collections.deque()
         self._lock = threading.Lock()
-        self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -64,7 +63,6 @@ class Outbox:
 
     def close(self) -> None:
         self._stop.set()
-        self._wake.set()
         if self._thread is not None:
             self._thread.join(5)
 
@@ -83,7 +81,6 @@ class Outbox:
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
             self._thread.start()
-        self._wake.set()
 
     def _run(self) -> None:
         delay, sent = self.backoff, 0

@@ -56,15 +56,16 @@ def restart_rabbitmq(down_for: float = 4.0) -> float:
     rabbitmqctl("stop_app")
     threading.Event().wait(down_for)
     rabbitmqctl("start_app")
-    wait_for(_amqp_port_open, 60, "RabbitMQ back", interval=0.1)
+    wait_for(lambda: port_open(5672), 60, "RabbitMQ back", interval=0.1)
     return time.monotonic() - start
 
 
-def _amqp_port_open() -> bool:
+def port_open(port: int) -> bool:
+    """Something accepts TCP connections on 127.0.0.1:port."""
     import socket
 
     try:
-        socket.create_connection(("127.0.0.1", 5672), timeout=0.5).close()
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
         return True
     except OSError:
         return False

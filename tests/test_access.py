@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import socket
 import ssl
 import stat
 import subprocess
@@ -28,7 +27,7 @@ from ipam import contracts as C
 from ipam.messaging import Bus
 from ipam.polling import wait_for
 from tests.conftest import free_port
-from tests.faultlab import rabbitmq_vhost, record
+from tests.faultlab import port_open, rabbitmq_vhost, record
 
 
 def _name(cn: str) -> x509.Name:
@@ -121,7 +120,7 @@ def test_api_over_tls_by_configuration(tmp_path: Path, engine_factory) -> None: 
 @pytest.mark.parametrize(
     ("conf", "error"),
     [
-        ("[api]\nbind_host = 0.0.0.0\n", "only allowed on loopback"),
+        ("[api]\nbind_host = 0.0.0.0\n", "noauth is only allowed on loopback"),
         ("[api]\nbind_host = 0.0.0.0\nauth_strategy = token\n", "needs [api] auth_token"),
         ("[api]\nssl_cert_file = /nonexistent.pem\n", "set both or neither"),
         (
@@ -172,20 +171,12 @@ def tls_broker(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
             stderr=subprocess.STDOUT,
         )
         try:
-            wait_for(lambda: _port_open(port), 20, "the TLS endpoint", interval=0.05)
+            wait_for(lambda: port_open(port), 20, "the TLS endpoint", interval=0.05)
             vhost = url.rsplit("/", 1)[1]
             yield f"amqps://guest:guest@127.0.0.1:{port}/{vhost}", ca, other_ca
         finally:
             relay.terminate()
             relay.wait(10)
-
-
-def _port_open(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
 
 
 def test_bus_over_tls_checks_the_broker_certificate(

@@ -85,19 +85,6 @@ def test_token_strategy_needs_a_token(tmp_path: Path) -> None:
     )
 
 
-def test_engine_refuses_noauth_off_loopback(tmp_path: Path) -> None:
-    conf = tmp_path / "e.conf"
-    conf.write_text(f"[DEFAULT]\nstate_path = {tmp_path}\n[api]\nbind_host = 0.0.0.0\n")
-    run = subprocess.run(
-        [sys.executable, "-m", "ipam.cli.main", "engine", "--config-file", str(conf)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert run.returncode == 2
-    assert "noauth is only allowed on loopback" in run.stderr
-
-
 def test_engine_with_only_a_state_path_serves_on_127_0_0_1_9696(tmp_path: Path) -> None:
     conf = tmp_path / "engine.conf"
     conf.write_text(f"[DEFAULT]\nstate_path = {tmp_path}/state\n")

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import httpx
 from pyroute2 import netns
 
+from ipam.lab.lab import serving_hosts
 from ipam.lab.labhost import LabHost
 from ipam.lab.netparts import Bridge, Vm, rand
 from ipam.polling import wait_for
@@ -27,12 +28,8 @@ MANAGED = (
 
 
 def _serving(api: httpx.Client, net_id: str) -> list[str]:
-    agents = api.get(f"/v2.0/networks/{net_id}/dhcp-agents").json()["agents"]
-    return sorted(
-        a["host"]
-        for a in agents
-        if a["alive"] and a["configurations"]["dnsmasq"].get(net_id) == "running"
-    )
+    """Live hosts whose dnsmasq for the network runs, as the engine reports them."""
+    return serving_hosts(api).get(net_id, [])
 
 
 def _lease(tmp: Path, api: httpx.Client, net_id: str, segment: str) -> tuple[dict, str | None]:

@@ -27,6 +27,7 @@ from ipam import messaging
 from ipam.polling import wait_for
 from tests.agentlab import ip_of
 from tests.faultlab import RecordingAgentService, record
+from tests.test_api_bad_input import snapshot
 from vdsm_verb.verb import DhcpVerb
 
 HOSTILE: dict[str, str] = {
@@ -91,13 +92,6 @@ VALIDATED = {
 FREE_TEXT = ["name", "device_id", "device_owner", "description"]
 
 
-def _snapshot(api) -> str:  # type: ignore[no-untyped-def]
-    return json.dumps(
-        [api.get(f"/v2.0/{k}").json()[k] for k in ("networks", "subnets", "ports")],
-        sort_keys=True,
-    )
-
-
 def test_rest_api_refuses_or_contains_hostile_input(world_factory) -> None:  # type: ignore[no-untyped-def]
     world = world_factory()
     world.serve()
@@ -108,11 +102,11 @@ def test_rest_api_refuses_or_contains_hostile_input(world_factory) -> None:  # t
     refused = 0
     for field, send in VALIDATED.items():
         for label, value in HOSTILE.items():
-            before = _snapshot(api)
+            before = snapshot(api)
             resp = send(api, net, value)
             assert resp.status_code == 400, (field, label, resp.status_code, resp.text)
             assert "NeutronError" in resp.json(), (field, label)
-            assert _snapshot(api) == before, (field, label)
+            assert snapshot(api) == before, (field, label)
             refused += 1
     for label, value in HOSTILE.items():  # ids in paths are only looked up
         if value.strip("."):  # (a path of dots is resolved by the client, not sent)

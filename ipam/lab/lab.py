@@ -37,11 +37,10 @@ from urllib.parse import urlsplit
 import httpx
 from pyroute2 import netns
 
-from dhcp_driver.netns import iproute_in
 from ipam import contracts
 from ipam.lab import processes, record
 from ipam.lab.labhost import LabHost
-from ipam.lab.netparts import Bridge, Vm, random_mac
+from ipam.lab.netparts import Bridge, Vm, new_namespace, random_mac
 from ipam.lab.processes import spawn_detached
 from ipam.lab.record import LabError
 from ipam.messaging import mask_url
@@ -154,8 +153,7 @@ class Lab:
         record.save(self.dir, self.rec)
 
         fabric = self.rec["fabric_namespace"]
-        netns.create(fabric)
-        _lo_up(fabric)
+        new_namespace(fabric)
         nets = [
             {
                 "name": f"{self.name}-net{i}",
@@ -200,7 +198,6 @@ class Lab:
                     f"HA count {net['ha_count']}"
                 )
 
-            host_bus = bus
             for i in range(1, opts.hosts + 1):
                 name = f"{self.name}-host{i}"
                 self.rec["hosts"].append({"name": name, "namespace": name, "pending": True})
@@ -208,7 +205,7 @@ class Lab:
                 host = LabHost(
                     self.dir / "hosts",
                     name,
-                    host_bus,
+                    bus,
                     {n["vdsm_name"]: n["segment"] for n in nets},
                     ns=name,
                     prefix=f"{name}-dhcp-",
@@ -423,7 +420,8 @@ class Lab:
             if host.get("killed"):
                 raise LabError(f"host {name} is already killed; 'ovirt-ipam lab host start {name}'")
             with self._api() as api:
-                served = [n for n in self.rec["networks"] if name in _serving(api).get(n["id"], [])]
+                serving = serving_hosts(api)  # one request, before the host dies
+                served = [n for n in self.rec["networks"] if name in serving.get(n["id"], [])]
                 lab_host = LabHost.attach(host)
                 procs = len(lab_host.processes())
                 killed_at = time.monotonic()  # SIGKILL goes out first thing in kill()
@@ -474,7 +472,7 @@ class Lab:
         serving: dict[str, list[str]] = {}
         if engine_up:
             with contextlib.suppress(httpx.HTTPError), self._api() as api:
-                serving = _serving(api)
+                serving = serving_hosts(api)
         hosts = []
         for h in rec["hosts"]:
             if h.get("pending"):
@@ -643,7 +641,7 @@ class Lab:
         shown: dict[str, list[str]] = {}
 
         def check() -> bool:
-            serving = _serving(api)
+            serving = serving_hosts(api)
             for n in nets:
                 hosts = [h for h in serving.get(n["id"], []) if h not in gone]
                 if shown.get(n["id"]) != hosts:
@@ -694,7 +692,7 @@ def _ok(resp: httpx.Response, what: str) -> dict[str, Any]:
     return resp.json()
 
 
-def _serving(api: httpx.Client) -> dict[str, list[str]]:
+def serving_hosts(api: httpx.Client) -> dict[str, list[str]]:
     """network id -> live hosts whose dnsmasq for it runs, from the engine's agents view."""
     out: dict[str, list[str]] = {}
     for agent in _ok(api.get("/v2.0/agents"), "list the DHCP agents")["agents"]:
@@ -712,11 +710,6 @@ def _dhcp_servers(api: httpx.Client) -> dict[str, str]:
         api.get("/v2.0/ports", params={"device_owner": contracts.DHCP_OWNER}), "list DHCP ports"
     )["ports"]
     return {f["ip_address"]: p["binding:host_id"] for p in ports for f in p["fixed_ips"]}
-
-
-def _lo_up(namespace: str) -> None:
-    with iproute_in(namespace) as ip:
-        ip.link("set", index=ip.link_lookup(ifname="lo")[0], state="up")
 
 
 def _require_root() -> None:

@@ -21,7 +21,7 @@ import psutil
 from pyroute2 import netns
 
 from dhcp_driver.netns import iproute_in
-from ipam.lab.netparts import in_netns, rand
+from ipam.lab.netparts import in_netns, new_namespace, rand
 from ipam.lab.processes import end, ended, marked, spawn_detached
 
 
@@ -50,9 +50,7 @@ class LabHost:
         self.uplinks: list[str] = []
         self.bridges: list[str] = []
         self.service_pid: int | None = None
-        netns.create(self.ns)
-        with iproute_in(self.ns) as ip:
-            ip.link("set", index=ip.link_lookup(ifname="lo")[0], state="up")
+        new_namespace(self.ns)
         for vdsm_name, segment in segments.items():
             self.add_bridge(vdsm_name, segment)
         self.conf = self.state / "host.conf"

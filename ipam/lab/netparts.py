@@ -35,6 +35,13 @@ def random_mac(prefix: str = "02:00:5e") -> str:
     return f"{prefix}:{rand(2)}:{rand(2)}:{rand(2)}"
 
 
+def new_namespace(name: str) -> None:
+    """Create the named network namespace, its loopback up."""
+    netns.create(name)
+    with iproute_in(name) as ip:
+        ip.link("set", index=ip.link_lookup(ifname="lo")[0], state="up")
+
+
 def in_netns(namespace: str, argv: list[str]) -> list[str]:
     """argv run inside the named namespace (nsenter: no preexec_fn in a threaded caller)."""
     return ["nsenter", f"--net={NETNS_DIR}/{namespace}", *argv]
@@ -77,7 +84,7 @@ class Vm:
         self.host_if = host_if or f"tv{rand(8)}"
         self.bridge_ns = bridge_ns
         self.mac = mac
-        netns.create(self.ns)
+        new_namespace(self.ns)
         try:
             with iproute_in(bridge_ns) as ip:
                 ip.link(
@@ -88,8 +95,6 @@ class Vm:
                 )
                 idx = ip.link_lookup(ifname=self.host_if)[0]
                 ip.link("set", index=idx, master=ip.link_lookup(ifname=bridge)[0], state="up")
-            with iproute_in(self.ns) as ns:
-                ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
             self.set_mac(mac)
         except BaseException:
             self.remove()
