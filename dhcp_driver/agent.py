@@ -127,6 +127,7 @@ class NetworkWorker(threading.Thread):
         agent.driver.init_l3(
             self.network_id, [f"{f.ip_address}/{prefixes[f.subnet_id]}" for f in port.fixed_ips]
         )
+        first = self.served is None
         if self.served is None:
             self.served = ServedNetwork(
                 self.network_id,
@@ -138,6 +139,8 @@ class NetworkWorker(threading.Thread):
                 dnsmasq_binary=agent.conf.dhcp_agent.dnsmasq_binary,
             )
         self._ack(self.served.apply_state(state))
+        if first:  # the engine counts this host as serving from its next heartbeat
+            agent.beat_now.set()
         LOG.info(
             "Network %s: serving %d port(s) on bridge %s",
             self.network_id,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import jinja2
 
-from ipam.contracts import NetworkState, PortState
+from ipam.contracts import NetworkState, PortState, SubnetState
 
 _ENV = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
@@ -51,30 +51,57 @@ def dhcp_subnet_ids(state: NetworkState) -> set[str]:
     return {s.id for s in state.subnets if s.enable_dhcp}
 
 
-def render(state: NetworkState, paths: Paths, interface: str, lease_time: int) -> str:
-    subnets, lease_max = [], 0
-    for i, s in enumerate(sorted((s for s in state.subnets if s.enable_dhcp), key=lambda s: s.id)):
-        net = ipaddress.IPv4Network(s.cidr)
-        lease_max += net.num_addresses
-        routes = []
-        for r in s.host_routes:
+INFINITE = -1  # a network's dhcp_lease_time that never expires (Neutron's -1)
+_DEFAULT_ROUTE = ipaddress.IPv4Network("0.0.0.0/0")
+
+
+def lease_time_text(seconds: int) -> str:
+    """dnsmasq's dhcp-range lease time: seconds, or ``infinite``."""
+    return "infinite" if seconds == INFINITE else f"{seconds}s"
+
+
+def routes_and_gateway(subnet: SubnetState) -> tuple[list[str], str | None]:
+    """Option 121's (destination, nexthop) pairs and the router, by Neutron's rule.
+
+    A ``0.0.0.0/0`` host route never becomes a second default route: the
+    subnet's gateway wins, and only without one is the route's nexthop the
+    router. Clients ignore option 3 when option 121 is present (RFC 3442), so a
+    gateway is then also the last route of option 121.
+    """
+    gateway, routes = subnet.gateway_ip, []
+    for r in subnet.host_routes:
+        if ipaddress.IPv4Network(r.destination) == _DEFAULT_ROUTE:
+            gateway = gateway or str(ipaddress.IPv4Address(r.nexthop))
+        else:
             routes += [
                 str(ipaddress.IPv4Network(r.destination)),
                 str(ipaddress.IPv4Address(r.nexthop)),
             ]
-        if routes and s.gateway_ip:
-            # Clients ignore option 3 when option 121 is present (RFC 3442).
-            routes += ["0.0.0.0/0", s.gateway_ip]
+    if routes and gateway:
+        routes += [str(_DEFAULT_ROUTE), gateway]
+    return routes, gateway
+
+
+def render(state: NetworkState, paths: Paths, interface: str, lease_time: int) -> str:
+    """dnsmasq.conf for this network; lease_time is the agent's default, used when
+    the network sets none."""
+    subnets, lease_max = [], 0
+    for i, s in enumerate(sorted((s for s in state.subnets if s.enable_dhcp), key=lambda s: s.id)):
+        net = ipaddress.IPv4Network(s.cidr)
+        lease_max += net.num_addresses
+        routes, gateway = routes_and_gateway(s)
         subnets.append(
             {
                 "tag": f"s{i}",
                 "network": str(net.network_address),
                 "netmask": str(net.netmask),
-                "gateway": s.gateway_ip,
+                "gateway": gateway,
                 "dns": [str(ipaddress.IPv4Address(d)) for d in s.dns_nameservers],
                 "routes": routes,
             }
         )
+    own = state.dhcp_port.fixed_ips if state.dhcp_port is not None else []
+    network_lease = getattr(state.network, "dhcp_lease_time", None)
     return _ENV.get_template("dnsmasq.conf.j2").render(
         network_id=state.network.id,
         interface=interface,
@@ -84,8 +111,9 @@ def render(state: NetworkState, paths: Paths, interface: str, lease_time: int) -
         pidfile=paths.pid,
         logfile=paths.log,
         subnets=subnets,
-        lease_time=lease_time,
+        lease_time=lease_time_text(lease_time if network_lease is None else network_lease),
         mtu=state.network.mtu,
+        own_ips=sorted(str(ipaddress.IPv4Address(f.ip_address)) for f in own),
     )
 
 

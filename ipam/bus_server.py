@@ -44,9 +44,16 @@ LOG = logging.getLogger(__name__)
 
 class BusServer:
     def __init__(
-        self, store: Store, bus: Bus, notifier: Notifier, on_acks: Callable[[], None] | None = None
+        self,
+        store: Store,
+        bus: Bus,
+        notifier: Notifier,
+        on_acks: Callable[[], None] | None = None,
+        on_bridges_changed: Callable[[], None] | None = None,
     ) -> None:
         self.on_acks = on_acks  # wakes requests waiting for readiness (ipam.readiness)
+        self.on_bridges_changed = on_bridges_changed  # wakes the DHCP manager
+        self._bridges: dict[str, list[str]] = {}  # host -> bridges of its last heartbeat
         self.store = store
         self.bus = bus
         self.notifier = notifier
@@ -94,6 +101,10 @@ class BusServer:
     def _host_heartbeat(self, env: Envelope, beat: contracts.HostHeartbeat) -> None:
         self.store.host_heartbeat(beat.host, list(beat.bridges), beat.started_at)
         LOG.debug("Heartbeat of host %s: bridges %s", beat.host, ",".join(beat.bridges))
+        if self._bridges.get(beat.host) != beat.bridges:
+            self._bridges[beat.host] = list(beat.bridges)
+            if self.on_bridges_changed is not None:
+                self.on_bridges_changed()
 
     def _sync(self, env: Envelope, req: SyncRequest) -> None:
         if not env.reply_to:

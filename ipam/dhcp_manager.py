@@ -44,6 +44,7 @@ class DhcpManager:
         self.call_timeout = call_timeout
         self.started = time.monotonic()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._retry: dict[str, tuple[int, float]] = {}  # host -> (failures, next attempt)
 
@@ -51,8 +52,14 @@ class DhcpManager:
         self._thread = threading.Thread(target=self._run, name="dhcp-manager", daemon=True)
         self._thread.start()
 
+    def wake(self) -> None:
+        """Step now, not at the next interval: a port waits for a server, or a host's
+        bridges changed (DESIGN.md flow 4: the new server must come up fast)."""
+        self._wake.set()
+
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(self.call_timeout + 5)
         self.leader.release()
@@ -64,7 +71,8 @@ class DhcpManager:
                     self.step()
             except Exception:
                 LOG.exception("DHCP manager step failed; retrying")
-            self._stop.wait(self.interval)
+            self._wake.wait(self.interval)
+            self._wake.clear()
 
     def step(self) -> None:
         now = time.time()

@@ -52,10 +52,27 @@ def run(conf: cfg.ConfigOpts) -> None:
         raise cfg.Error(f"[DEFAULT] transport_url: {exc}") from None
     notifier = Notifier(bus, db)
     store = Store(db, conf.base_mac, notifier=notifier)
+    manager = None
+    if conf.dhcp.manage_placement:
+        manager = DhcpManager(
+            store,
+            bus,
+            LeaderLock(db, conf.state_path),
+            conf.dhcp.host_down_time,
+            conf.dhcp.startup_grace,
+            load=conf.dhcp.placement_load,
+        )
+    wake = manager.wake if manager is not None else None
     readiness = Readiness(
-        store, conf.dhcp.ready_policy, conf.dhcp.ready_timeout, conf.dhcp.host_down_time
+        store,
+        conf.dhcp.ready_policy,
+        conf.dhcp.ready_timeout,
+        conf.dhcp.host_down_time,
+        on_waiting=wake,
     )
-    bus_server = BusServer(store, bus, notifier, on_acks=readiness.acks_recorded)
+    bus_server = BusServer(
+        store, bus, notifier, on_acks=readiness.acks_recorded, on_bridges_changed=wake
+    )
     app = create_app(
         store, auth_plugin(conf), conf.api.max_request_body_size, conf.api.public_url, readiness
     )
@@ -69,17 +86,6 @@ def run(conf: cfg.ConfigOpts) -> None:
         store.db.engine.url.render_as_string(hide_password=True),
         bus.safe_url,
     )
-
-    manager = None
-    if conf.dhcp.manage_placement:
-        manager = DhcpManager(
-            store,
-            bus,
-            LeaderLock(db, conf.state_path),
-            conf.dhcp.host_down_time,
-            conf.dhcp.startup_grace,
-            load=conf.dhcp.placement_load,
-        )
 
     def shutdown() -> None:
         if manager is not None:

@@ -184,3 +184,34 @@ def test_a_removed_host_namespace_fails_over(tmp_path: Path, engine_factory) -> 
             duplicated=0,
             leased_exactly=2,
         )
+
+
+def test_a_port_on_a_network_set_up_just_now_waits_for_its_server(
+    tmp_path: Path,
+    engine_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    """ "Run VM right after Setup Networks": a bridge appears on a host, its network
+    and subnet are created, a port is created at once. The port create waits for
+    the server that is coming and the VM's one DISCOVER, sent the moment the
+    answer comes, gets its address."""
+    with _cluster(tmp_path, engine_factory(MANAGED), "10.92.0.0/24", 1) as c:
+        [host] = c.hosts
+        wait_for(lambda: _serving(c.api, c.net["id"]) == [host.name], 40, "the first network")
+        vdsm, segment = f"vn{rand(6)}", Bridge()
+        try:
+            host.add_bridge(vdsm, segment.name)
+            began = time.monotonic()
+            net = c.api.post(
+                "/v2.0/networks", json={"network": {"name": vdsm, "ha_count": 1}}
+            ).json()["network"]
+            c.api.post(
+                "/v2.0/subnets", json={"subnet": {"network_id": net["id"], "cidr": "10.93.0.0/24"}}
+            ).raise_for_status()
+            port, ip = _lease(tmp_path, c.api, net["id"], segment.name)
+            took = time.monotonic() - began
+            print(f"bridge up to port ACTIVE and leased: {took:.2f}s")
+            assert port["status"] == "ACTIVE", port.get("dhcp_status_reason")
+            assert port["dhcp_ready_hosts"] == [host.name]
+            assert ip == port["fixed_ips"][0]["ip_address"]  # its one DISCOVER, 1 s to answer
+        finally:
+            segment.remove()

@@ -3,7 +3,10 @@ tested with real agents in test_port_ready and test_failover)."""
 
 from __future__ import annotations
 
+import threading
 import time
+
+import pytest
 
 from ipam.readiness import Readiness
 
@@ -20,9 +23,21 @@ class _Store:
             for h in serving
         ]
         self.acked = acked
+        self.network = {"admin_state_up": True, "ha_count": 1, "vdsm_name": "ovirtmgmt"}
+        self.subnets = [{"network_id": "n1", "enable_dhcp": True}]
+        self.hosts = [{"name": "h9", "bridges": ["ovirtmgmt"], "last_seen": now}]
 
     def list_agents(self) -> list[dict]:
         return self.agents
+
+    def get_network(self, _net_id: str) -> dict:
+        return self.network
+
+    def list_subnets(self, _wanted: dict) -> list[dict]:
+        return self.subnets
+
+    def list_hosts(self) -> list[dict]:
+        return self.hosts
 
     def port_acks(self, _port_id: str) -> list[dict]:
         return [{"host": h, "revision_number": 1} for h in self.acked]
@@ -54,3 +69,50 @@ def test_acks_of_other_revisions_or_dead_hosts_do_not_count() -> None:
     store.acked = ["dead"]
     answer = Readiness(store, "any", 0.2, host_down_time=6).wait(PORT)  # type: ignore[arg-type]
     assert answer["status"] == "DOWN" and answer["dhcp_serving_hosts"] == ["h1"]
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda s: s.network.update(admin_state_up=False), "administratively down"),
+        (lambda s: s.network.update(ha_count=0), "HA count 0"),
+        (lambda s: s.subnets[0].update(enable_dhcp=False), "no DHCP-enabled subnet"),
+        (lambda s: s.hosts[0].update(bridges=["other"]), "No live host carries bridge ovirtmgmt"),
+        (lambda s: s.hosts[0].update(last_seen=time.time() - 60), "No live host carries"),
+    ],
+)
+def test_a_network_no_host_can_serve_answers_at_once(change, reason: str) -> None:  # type: ignore[no-untyped-def]
+    store = _Store([], [])
+    change(store)
+    woken = []
+    readiness = Readiness(store, "any", 30, host_down_time=6, on_waiting=lambda: woken.append(1))  # type: ignore[arg-type]
+    started = time.monotonic()
+    answer = readiness.wait(PORT)
+    assert time.monotonic() - started < 1
+    assert answer["status"] == "DOWN" and reason in answer["dhcp_status_reason"]
+    assert woken == []
+
+
+def test_a_server_that_is_coming_is_waited_for() -> None:
+    """Servable (a live host carries the bridge) but not served yet: the request
+    wakes the manager and waits until a server comes up and loads the port."""
+    store = _Store([], [])
+    woken = threading.Event()
+    readiness = Readiness(store, "any", 10, host_down_time=6, on_waiting=woken.set)  # type: ignore[arg-type]
+
+    def server_comes_up() -> None:
+        woken.wait(5)
+        store.agents = _Store(["h9"], []).agents
+        store.acked = ["h9"]
+        readiness.acks_recorded()
+
+    threading.Thread(target=server_comes_up, daemon=True).start()
+    answer = readiness.wait(PORT)
+    assert woken.is_set()
+    assert answer["status"] == "ACTIVE" and answer["dhcp_ready_hosts"] == ["h9"]
+
+
+def test_a_server_that_never_comes_is_reported_after_the_timeout() -> None:
+    answer = Readiness(_Store([], []), "any", 0.3).wait(PORT)  # type: ignore[arg-type]
+    assert answer["status"] == "DOWN" and "No DHCP server" in answer["dhcp_status_reason"]
+    assert "started within 0.3s" in answer["dhcp_status_reason"]

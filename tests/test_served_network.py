@@ -25,6 +25,7 @@ from ipam.contracts import (
 )
 from ipam.lab.netparts import Bridge, Vm, rand
 from ipam.polling import wait_for
+from tests.dhcpclients import RunningClient
 
 CIDR, GATEWAY, DNS = "10.77.0.0/24", "10.77.0.1", ["10.77.0.53", "10.77.0.54"]
 
@@ -63,7 +64,12 @@ class World:
             admin_state_up=True,
         )
 
-    def state(self, ports: list[PortState], routes: list[HostRoute] | None = None) -> NetworkState:
+    def state(
+        self,
+        ports: list[PortState],
+        routes: list[HostRoute] | None = None,
+        gateway: str | None = GATEWAY,
+    ) -> NetworkState:
         return NetworkState(
             network=NetworkInfo(
                 id=self.net_id,
@@ -76,7 +82,7 @@ class World:
                 SubnetState(
                     id=self.subnet_id,
                     cidr=CIDR,
-                    gateway_ip=GATEWAY,
+                    gateway_ip=gateway,
                     enable_dhcp=True,
                     dns_nameservers=DNS,
                     host_routes=routes or [],
@@ -217,3 +223,52 @@ def test_a_big_log_is_rotated_and_acknowledgements_go_on(world: World, monkeypat
     port = world.port("02:00:00:00:10:09", "10.77.0.18")
     assert [a.id for a in world.served.update_ports([port])] == [port.id]
     assert f"read {world.served.paths.hostsdir}/{port.id}" in world.served.paths.log.read_text()
+
+
+@pytest.mark.parametrize("client", ["udhcpc", "dhclient"])
+def test_a_subnet_without_gateway_sends_no_router(world: World, client: str) -> None:
+    """dnsmasq would offer its own address as the router: a route into a namespace
+    that forwards nothing."""
+    port = world.port("02:00:00:00:10:0a", "10.77.0.19")
+    world.served.apply_state(world.state([port], gateway=None))
+    vm = world.vm(port.mac_address)
+    lease = vm.udhcpc(world.tmp) if client == "udhcpc" else vm.dhclient(world.tmp)
+    assert lease is not None and lease["ip"] == "10.77.0.19"
+    assert lease.get("router", "") == ""
+
+
+def test_the_mtu_reaches_a_client_that_does_not_ask_for_it(world: World) -> None:
+    port = world.port("02:00:00:00:10:0b", "10.77.0.20")
+    world.served.apply_state(world.state([port]))
+    client = RunningClient(world.vm(port.mac_address), "udhcpc", world.tmp)  # no -O mtu
+    try:
+        got = client.wait_bound(client.start(), 10)
+    finally:
+        client.stop()
+    assert got.ip == "10.77.0.20" and got.mtu == "1450"
+
+
+def test_a_default_host_route_never_makes_a_second_default_route(world: World) -> None:
+    """Neutron's rule: with a gateway, a 0.0.0.0/0 host route is dropped; without
+    one, its nexthop is the router."""
+    port = world.port("02:00:00:00:10:0c", "10.77.0.21")
+    routes = [
+        HostRoute(destination="0.0.0.0/0", nexthop="10.77.0.254"),
+        HostRoute(destination="10.30.0.0/16", nexthop="10.77.0.253"),
+    ]
+    world.served.apply_state(world.state([port], routes=routes))
+    vm = world.vm(port.mac_address)
+    lease = vm.udhcpc(world.tmp)
+    assert lease is not None
+    assert lease["staticroutes"].split() == ["10.30.0.0/16", "10.77.0.253", "0.0.0.0/0", GATEWAY]
+    assert lease["router"] == GATEWAY
+    world.served.apply_state(world.state([port], routes=routes, gateway=None))  # restarts dnsmasq
+    lease = vm.udhcpc(world.tmp)
+    assert lease is not None
+    assert lease["staticroutes"].split() == [
+        "10.30.0.0/16",
+        "10.77.0.253",
+        "0.0.0.0/0",
+        "10.77.0.254",
+    ]
+    assert lease["router"] == "10.77.0.254"
