@@ -9,7 +9,7 @@ from pathlib import Path
 
 import jinja2
 
-from ipam.contracts import NetworkState, PortState, SubnetState
+from ipam.contracts import LEASE_TIME_INFINITE, NetworkState, PortState, SubnetState
 
 _ENV = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
@@ -51,13 +51,12 @@ def dhcp_subnet_ids(state: NetworkState) -> set[str]:
     return {s.id for s in state.subnets if s.enable_dhcp}
 
 
-INFINITE = -1  # a network's dhcp_lease_time that never expires (Neutron's -1)
 _DEFAULT_ROUTE = ipaddress.IPv4Network("0.0.0.0/0")
 
 
 def lease_time_text(seconds: int) -> str:
     """dnsmasq's dhcp-range lease time: seconds, or ``infinite``."""
-    return "infinite" if seconds == INFINITE else f"{seconds}s"
+    return "infinite" if seconds == LEASE_TIME_INFINITE else f"{seconds}s"
 
 
 def routes_and_gateway(subnet: SubnetState) -> tuple[list[str], str | None]:
@@ -101,7 +100,7 @@ def render(state: NetworkState, paths: Paths, interface: str, lease_time: int) -
             }
         )
     own = state.dhcp_port.fixed_ips if state.dhcp_port is not None else []
-    network_lease = getattr(state.network, "dhcp_lease_time", None)
+    network_lease = state.network.dhcp_lease_time
     return _ENV.get_template("dnsmasq.conf.j2").render(
         network_id=state.network.id,
         interface=interface,
@@ -125,13 +124,25 @@ def host_entry(port: PortState, dhcp_subnets: set[str]) -> str:
     return "".join(line + "\n" for line in lines)
 
 
+#: What a deleted port's file says instead of its address: a lease time only. (A
+#: tag such as ``set:deleted`` would do too, but dnsmasq 2.90 aborts, SIGABRT, on
+#: the next SIGHUP once it has answered a MAC whose hostsdir record carries one.)
+TOMBSTONE = "infinite"
+
+
 def tombstone(mac: str) -> str:
-    """Stops serving a MAC at once, without a reload (DESIGN.md, dnsmasq facts)."""
-    return f"{mac},ignore\n"
+    """Stops serving a MAC at once, without a reload (DESIGN.md, dnsmasq facts).
+
+    The newest record of a MAC wins, and this one has no address: a DISCOVER gets
+    no offer, and (dnsmasq being authoritative) a request for the old address is
+    NAKed, so a client still holding it lets it go. ``MAC,ignore`` would only
+    silence dnsmasq, and the client would keep the address until its lease ends.
+    """
+    return f"{mac},{TOMBSTONE}\n"
 
 
 def parse_entry(content: str) -> list[tuple[str, str]]:
-    """(mac, ip-or-'ignore') records of a hostsdir file we wrote."""
+    """(mac, ip-or-TOMBSTONE) records of a hostsdir file we wrote."""
     out = []
     for line in content.splitlines():
         mac, _, value = line.partition(",")

@@ -26,7 +26,15 @@ import time
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+)
 
 VERSION = 1
 #: device_owner of a DHCP server's own port (one per host and network), as in Neutron.
@@ -52,6 +60,17 @@ MAX_SUBNETS = 64
 MAX_FIXED_IPS = 64
 MAX_DNS = 32
 MAX_ROUTES = 256
+
+#: A network's dhcp_lease_time: None (the agent's ``[dhcp_agent] lease_time``),
+#: LEASE_TIME_INFINITE (as Neutron's dhcp_lease_duration -1), or seconds from
+#: LEASE_TIME_MIN (dnsmasq raises anything lower to 120 without a word) to LEASE_TIME_MAX.
+LEASE_TIME_INFINITE = -1
+LEASE_TIME_MIN = 120
+LEASE_TIME_MAX = 2**31 - 1
+LEASE_TIME_RULE = (
+    f"null (the DHCP agent's default), {LEASE_TIME_INFINITE} (infinite) or an integer "
+    f"number of seconds from {LEASE_TIME_MIN} to {LEASE_TIME_MAX}"
+)
 
 
 class ContractError(ValueError):
@@ -157,6 +176,21 @@ def _printable(value: str) -> str:
     return value
 
 
+def is_lease_time(value: object) -> bool:
+    """Whether value is a valid dhcp_lease_time (None included; bool is not an int here)."""
+    if value is None:
+        return True
+    if type(value) is not int:
+        return False
+    return value == LEASE_TIME_INFINITE or LEASE_TIME_MIN <= value <= LEASE_TIME_MAX
+
+
+def _lease_time(value: int | None) -> int | None:
+    if not is_lease_time(value):
+        raise ValueError(f"{repr(value)[:40]} is not a DHCP lease time: must be {LEASE_TIME_RULE}")
+    return value
+
+
 def _finite(value: float) -> float:
     if not math.isfinite(value):
         raise ValueError("must be a finite number")
@@ -174,6 +208,7 @@ Revision = Annotated[int, Field(ge=0)]
 Timestamp = Annotated[float, AfterValidator(_finite)]
 Text = Annotated[str, Field(max_length=255)]
 Sender = Annotated[str, AfterValidator(_printable)]
+LeaseTime = Annotated[int | None, AfterValidator(_lease_time)]
 
 
 class _Model(BaseModel):
@@ -219,6 +254,17 @@ class NetworkInfo(_Model):
     mtu: Annotated[int, Field(ge=68, le=65535)]
     admin_state_up: bool
     revision_number: Revision
+    #: Seconds; None: the agent's [dhcp_agent] lease_time; -1: infinite.
+    dhcp_lease_time: LeaseTime = None
+
+    @model_serializer(mode="wrap")
+    def _without_default_lease_time(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """Left out when None: an agent from before the field (extra="forbid") still
+        takes the state of every network that does not set it."""
+        data = handler(self)
+        if isinstance(data, dict) and data.get("dhcp_lease_time") is None:
+            data.pop("dhcp_lease_time", None)
+        return data
 
 
 class NetworkState(_Model):

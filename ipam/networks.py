@@ -1,4 +1,4 @@
-"""Networks: an oVirt network, its VDSM (bridge) name and its DHCP HA count."""
+"""Networks: an oVirt network, its VDSM (bridge) name, its DHCP HA count and lease time."""
 
 from __future__ import annotations
 
@@ -81,6 +81,7 @@ def view(row: Row, subnet_ids: list[str]) -> dict[str, Any]:
         name=row.name,
         vdsm_name=row.vdsm_name,
         ha_count=row.ha_count,
+        dhcp_lease_time=row.dhcp_lease_time,
         mtu=row.mtu,
         admin_state_up=row.admin_state_up,
         status="ACTIVE",
@@ -124,6 +125,7 @@ def create(conn: Connection, attrs: dict[str, Any]) -> dict[str, Any]:
         "mtu": _check_mtu(attrs["mtu"] if attrs.get("mtu") is not None else DEFAULT_MTU),
         "admin_state_up": attrs.get("admin_state_up", True),
         "ha_count": _check_ha(attrs["ha_count"] if attrs.get("ha_count") is not None else 1),
+        "dhcp_lease_time": validators.dhcp_lease_time(attrs.get("dhcp_lease_time")),
         "project_id": project,
         "description": validators.display_name(attrs.get("description") or "", "description"),
         "extra": extra,
@@ -161,6 +163,8 @@ def update(conn: Connection, net_id: str, attrs: dict[str, Any]) -> dict[str, An
         values["mtu"] = _check_mtu(attrs["mtu"])
     if attrs.get("ha_count") is not None:
         values["ha_count"] = _check_ha(attrs["ha_count"])
+    if "dhcp_lease_time" in attrs:  # null: back to the DHCP agent's default
+        values["dhcp_lease_time"] = validators.dhcp_lease_time(attrs["dhcp_lease_time"])
     if attrs.get("admin_state_up") is not None:
         values["admin_state_up"] = attrs["admin_state_up"]
     values.update(updated_at=timestamp(), revision_number=row.revision_number + 1)

@@ -74,6 +74,7 @@ def network_info(net: dict[str, Any]) -> NetworkInfo:
         mtu=net["mtu"],
         admin_state_up=net["admin_state_up"],
         revision_number=net["revision_number"],
+        dhcp_lease_time=net["dhcp_lease_time"],
     )
 
 

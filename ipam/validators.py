@@ -8,6 +8,7 @@ import re
 import unicodedata
 import uuid
 
+from ipam.contracts import LEASE_TIME_RULE, is_lease_time
 from ipam.exceptions import InvalidInput
 
 # VDSM's rule for network (bridge) names: 1-15 of [A-Za-z0-9_-], not starting with '-'.
@@ -37,6 +38,16 @@ def display_name(value: str, field: str = "name") -> str:
     if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in value):
         raise InvalidInput(f"Invalid input for {field}. Reason: control characters.")
     return value
+
+
+def dhcp_lease_time(value: object) -> int | None:
+    """A network's DHCP lease time: it reaches dnsmasq's configuration."""
+    if not is_lease_time(value):
+        raise InvalidInput(
+            f"Invalid input for dhcp_lease_time. Reason: {repr(value)[:40]} is not allowed: "
+            f"it must be {LEASE_TIME_RULE}."
+        )
+    return value  # type: ignore[return-value]
 
 
 def mac_address(value: str) -> str:

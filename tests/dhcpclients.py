@@ -19,13 +19,14 @@ from pyroute2 import NetNS
 from ipam.lab.netparts import Vm, in_netns, rand
 from ipam.polling import wait_for
 
-# The client scripts configure eth0 and append "<unix time> <event> <ip> <server>".
+# The client scripts configure eth0 and append one line per event (see Event).
 _UDHCPC_SCRIPT = """#!/bin/sh
 case "$1" in
   bound|renew) busybox ifconfig eth0 "$ip" netmask "$subnet" up ;;
   deconfig) busybox ifconfig eth0 0.0.0.0 ;;
 esac
-echo "$(date +%s.%N) $1 ${{ip:--}} ${{serverid:--}} ${{router:--}} ${{mtu:--}}" >> {events}
+echo "$(date +%s.%N) $1 ${{ip:--}} ${{serverid:--}} ${{router:--}} ${{mtu:--}} ${{lease:--}}" \
+  >> {events}
 """
 _DHCLIENT_SCRIPT = """#!/bin/sh
 case "$reason" in
@@ -35,7 +36,7 @@ case "$reason" in
   EXPIRE|FAIL|RELEASE|STOP) busybox ifconfig eth0 0.0.0.0 ;;
 esac
 echo "$(date +%s.%N) $reason ${{new_ip_address:--}} ${{new_dhcp_server_identifier:--}} \
-${{new_routers:--}} ${{new_interface_mtu:--}}" >> {events}
+${{new_routers:--}} ${{new_interface_mtu:--}} ${{new_dhcp_lease_time:--}}" >> {events}
 """
 _DHCLIENT_CONF = "request subnet-mask, broadcast-address, routers, interface-mtu;\n"
 BOUND = {"bound", "renew", "BOUND", "RENEW", "REBIND", "REBOOT"}
@@ -50,6 +51,7 @@ class Event:
     server: str
     router: str
     mtu: str
+    lease: str  # seconds, as the server gave them
 
 
 class RunningClient:
@@ -93,9 +95,9 @@ class RunningClient:
             return []
         out = []
         for line in lines:
-            at, name, ip, server, router, mtu = line.split(" ")
+            at, name, *fields = line.split(" ")
             if float(at) >= since:
-                out.append(Event(float(at), name, ip, server, router, mtu))
+                out.append(Event(float(at), name, *fields))
         return out
 
     def wait_bound(self, since: float, timeout: float) -> Event:

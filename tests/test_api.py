@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+from pathlib import Path
+
 import pytest
 from fastapi.testclient import TestClient
 
+from ipam import contracts as C
 from ipam.api.app import create_app
 from ipam.api.auth import StaticTokenAuth
+from ipam.messaging import Bus
+from ipam.notifier import Notifier, network_info
+from ipam.polling import wait_for
 from ipam.store import Store
 
 
@@ -184,3 +191,85 @@ def test_json_is_read_whatever_the_content_type(api: TestClient) -> None:
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert resp.status_code == 201 and resp.json()["network"]["vdsm_name"] == "n"
+
+
+def test_network_dhcp_lease_time_create_show_update(api: TestClient) -> None:
+    plain = api.post("/v2.0/networks", json={"network": {"name": "plain"}}).json()["network"]
+    assert plain["dhcp_lease_time"] is None  # the DHCP agent's default
+    resp = api.post("/v2.0/networks", json={"network": {"name": "leased", "dhcp_lease_time": 600}})
+    assert resp.status_code == 201, resp.text
+    net = resp.json()["network"]
+    assert (net["dhcp_lease_time"], net["revision_number"]) == (600, 1)
+    url = f"/v2.0/networks/{net['id']}"
+    assert api.get(url).json()["network"]["dhcp_lease_time"] == 600
+    listed = {n["name"]: n["dhcp_lease_time"] for n in api.get("/v2.0/networks").json()["networks"]}
+    assert listed == {"plain": None, "leased": 600}
+    only = api.get("/v2.0/networks?dhcp_lease_time=600&fields=id&fields=dhcp_lease_time").json()
+    assert only["networks"] == [{"id": net["id"], "dhcp_lease_time": 600}]
+
+    def put(attrs: dict) -> dict:
+        resp = api.put(url, json={"network": attrs})
+        assert resp.status_code == 200, resp.text
+        return resp.json()["network"]
+
+    infinite = put({"dhcp_lease_time": -1})
+    assert (infinite["dhcp_lease_time"], infinite["revision_number"]) == (-1, 2)
+    renamed = put({"name": "leased2"})  # absent: unchanged
+    assert (renamed["dhcp_lease_time"], renamed["revision_number"]) == (-1, 3)
+    back = put({"dhcp_lease_time": None})  # null: back to the agent's default
+    assert (back["dhcp_lease_time"], back["revision_number"]) == (None, 4)
+    assert api.get(url).json()["network"]["dhcp_lease_time"] is None
+    assert put({"dhcp_lease_time": 2**31 - 1})["dhcp_lease_time"] == 2**31 - 1
+
+    spec = api.get("/openapi.json").json()
+    prop = spec["components"]["schemas"]["NetworkAttrs"]["properties"]["dhcp_lease_time"]
+    assert {"type": "integer", "minimum": 120, "maximum": 2**31 - 1} in prop["anyOf"]
+    assert {"type": "integer", "enum": [-1]} in prop["anyOf"]
+    ext = api.get("/v2.0/extensions/ovirt-dhcp").json()["extension"]
+    assert "dhcp_lease_time" in ext["description"]
+
+
+def test_dhcp_lease_time_change_is_published_and_synced(
+    sqlite_store: Store, tmp_path: Path
+) -> None:
+    """A lease time update bumps the revision, publishes network.update to the agents
+    serving the network, and the state they then sync carries the new lease time."""
+    bus = Bus(f"filesystem://{tmp_path}/bus")
+    store = Store(sqlite_store.db, notifier=Notifier(bus, sqlite_store.db))
+    api = TestClient(create_app(store))
+    net = api.post("/v2.0/networks", json={"network": {"name": "red"}}).json()["network"]
+    store.subscribe_agent("h1", [net["id"]])
+    got: list[tuple[str, object]] = []
+    stop = threading.Event()
+    consumer = threading.Thread(
+        target=bus.consume,
+        args=(C.agent_queue("h1"), lambda e, b: got.append((e.type, b)), stop),
+        daemon=True,
+    )
+    consumer.start()
+    try:
+        for seconds, revision in ((3600, 2), (-1, 3), (None, 4)):
+            resp = api.put(
+                f"/v2.0/networks/{net['id']}", json={"network": {"dhcp_lease_time": seconds}}
+            )
+            assert resp.json()["network"]["revision_number"] == revision
+            event = wait_for(
+                lambda r=revision: next(
+                    (b for t, b in got if t == "network.update" and b.revision_number == r), None
+                ),
+                20,
+                f"network.update revision {revision}",
+            )
+            assert event.network_id == net["id"]
+            info = network_info(store.network_state(net["id"])["network"])
+            assert (info.dhcp_lease_time, info.revision_number) == (seconds, revision)
+            reply = C.SyncReply(
+                networks=[C.NetworkState(network=info, subnets=[], ports=[], dhcp_port=None)],
+                missing=[],
+            )
+            _, body = C.decode(C.encode(C.make("sync.reply", reply, "engine")))
+            assert body.networks[0].network.dhcp_lease_time == seconds
+    finally:
+        stop.set()
+        consumer.join(5)
+        bus.close()

@@ -25,6 +25,8 @@ MAX_BODY = 1024 * 1024
 
 BAD = "HTTPBadRequest"  # refused by the request schema
 INVALID = "InvalidInput"  # refused by the store's validation
+# A refused dhcp_lease_time names the attribute and says what is allowed.
+LEASE_RULE = ("dhcp_lease_time", "-1 (infinite)", "from 120 to 2147483647", "null")
 
 
 # helpers
@@ -174,6 +176,19 @@ NETWORK_CREATE = [
     case("no-name-no-vdsm", {}, 400, INVALID, "vdsm_name"),
     case("ha-count-negative", {"name": "n", "ha_count": -1}, 400, INVALID, "ha_count"),
     case("ha-count-huge", {"name": "n", "ha_count": 10**6}, 400, INVALID, "ha_count"),
+    case("lease-time-zero", {"name": "n", "dhcp_lease_time": 0}, 400, INVALID, LEASE_RULE),
+    case("lease-time-119", {"name": "n", "dhcp_lease_time": 119}, 400, INVALID, LEASE_RULE),
+    case("lease-time-1", {"name": "n", "dhcp_lease_time": 1}, 400, INVALID, LEASE_RULE),
+    case("lease-time-minus-2", {"name": "n", "dhcp_lease_time": -2}, 400, INVALID, LEASE_RULE),
+    case("lease-time-2**31", {"name": "n", "dhcp_lease_time": 2**31}, 400, INVALID, LEASE_RULE),
+    case("lease-time-2**64", {"name": "n", "dhcp_lease_time": 2**64}, 400, INVALID, LEASE_RULE),
+    case("lease-time-float", {"name": "n", "dhcp_lease_time": 1.5}, 400, BAD, LEASE_RULE),
+    case("lease-time-whole-float", {"name": "n", "dhcp_lease_time": 600.0}, 400, BAD, LEASE_RULE),
+    case("lease-time-str", {"name": "n", "dhcp_lease_time": "600"}, 400, BAD, LEASE_RULE),
+    case("lease-time-infinite", {"name": "n", "dhcp_lease_time": "infinite"}, 400, BAD, LEASE_RULE),
+    case("lease-time-true", {"name": "n", "dhcp_lease_time": True}, 400, BAD, LEASE_RULE),
+    case("lease-time-false", {"name": "n", "dhcp_lease_time": False}, 400, BAD, LEASE_RULE),
+    case("lease-time-list", {"name": "n", "dhcp_lease_time": [600]}, 400, BAD, LEASE_RULE),
     case("mtu-zero", {"name": "n", "mtu": 0}, 400, INVALID, "mtu"),
     case("mtu-negative", {"name": "n", "mtu": -1}, 400, INVALID, "mtu"),
     case("mtu-67", {"name": "n", "mtu": 67}, 400, INVALID, "mtu"),
@@ -223,6 +238,34 @@ def test_valid_network_names_are_accepted(api: TestClient) -> None:
     assert (net["vdsm_name"], net["mtu"], net["ha_count"]) == ("ovirtmgmt", 68, 0)
 
 
+@pytest.mark.parametrize("seconds", [None, -1, 120, 121, 86400, 2**31 - 1])
+def test_valid_lease_times_are_accepted(api: TestClient, seconds: int | None) -> None:
+    """Positive control for the dhcp_lease_time cases: the bounds themselves are allowed."""
+    net = create(api, "networks", {"name": "n", "dhcp_lease_time": seconds})
+    assert net["dhcp_lease_time"] == seconds
+    resp = api.put(f"/v2.0/networks/{net['id']}", json={"network": {"dhcp_lease_time": seconds}})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["network"]["dhcp_lease_time"] == seconds
+
+
+def test_refused_lease_time_keeps_the_one_set(api: TestClient, world: World) -> None:
+    """A refused update leaves a set lease time (and the revision) as they were."""
+    resp = api.put(f"/v2.0/networks/{world.net2}", json={"network": {"dhcp_lease_time": 600}})
+    assert resp.status_code == 200, resp.text
+    before = resp.json()["network"]
+    for bad, type_ in ((119, INVALID), (-2, INVALID), (True, BAD), ("600", BAD), (1e3, BAD)):
+        refused(
+            api,
+            "PUT",
+            f"/v2.0/networks/{world.net2}",
+            400,
+            type_,
+            body={"network": {"dhcp_lease_time": bad}},
+            mentions=LEASE_RULE,
+        )
+    assert api.get(f"/v2.0/networks/{world.net2}").json()["network"] == before
+
+
 @pytest.mark.parametrize(
     "attrs",
     [
@@ -251,6 +294,17 @@ NETWORK_UPDATE = [
     case("mtu-zero", {"mtu": 0}, 400, INVALID, "mtu"),
     case("mtu-65536", {"mtu": 65536}, 400, INVALID, "mtu"),
     case("ha-count-negative", {"ha_count": -1}, 400, INVALID, "ha_count"),
+    case("lease-time-zero", {"dhcp_lease_time": 0}, 400, INVALID, LEASE_RULE),
+    case("lease-time-119", {"dhcp_lease_time": 119}, 400, INVALID, LEASE_RULE),
+    case("lease-time-minus-2", {"dhcp_lease_time": -2}, 400, INVALID, LEASE_RULE),
+    case("lease-time-2**31", {"dhcp_lease_time": 2**31}, 400, INVALID, LEASE_RULE),
+    case("lease-time-float", {"dhcp_lease_time": 120.5}, 400, BAD, LEASE_RULE),
+    case("lease-time-str", {"dhcp_lease_time": "600"}, 400, BAD, LEASE_RULE),
+    case("lease-time-true", {"dhcp_lease_time": True}, 400, BAD, LEASE_RULE),
+    case("lease-time-false", {"dhcp_lease_time": False}, 400, BAD, LEASE_RULE),
+    case("lease-time-object", {"dhcp_lease_time": {"s": 600}}, 400, BAD, LEASE_RULE),
+    case("lease-time-then-invalid", {"dhcp_lease_time": 600, "mtu": 1}, 400, INVALID, "mtu"),
+    case("valid-then-lease-time", {"name": "r", "dhcp_lease_time": 60}, 400, INVALID, LEASE_RULE),
     case("name-newline", {"name": "x\ny"}, 400, INVALID, "name"),
     case("name-256", {"name": "n" * 256}, 400, BAD, "name"),
     case("type-name-int", {"name": 123}, 400, BAD, "name"),

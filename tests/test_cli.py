@@ -98,6 +98,36 @@ def test_network_subnet_port_lifecycle(cli) -> None:  # type: ignore[no-untyped-
     assert cli.json("network", "list") == []
 
 
+def test_network_dhcp_lease_time(cli) -> None:  # type: ignore[no-untyped-def]
+    assert cli.json("network", "create", "plain")["dhcp_lease_time"] is None
+    net = cli.json("network", "create", "leased", "--dhcp-lease-time", "600")
+    assert (net["dhcp_lease_time"], net["revision_number"]) == (600, 1)
+    infinite = cli.json("network", "set", "leased", "--dhcp-lease-time", "infinite")
+    assert (infinite["dhcp_lease_time"], infinite["revision_number"]) == (-1, 2)
+    listed = cli("network", "list").stdout
+    header = listed.splitlines()[1]
+    assert "| ha_count | dhcp_lease_time |" in header
+    row = next(line for line in listed.splitlines() if net["id"] in line)
+    assert [c.strip() for c in row.split("|")][5] == "-1"
+    shown = cli("network", "show", "leased").stdout
+    assert any(
+        [c.strip() for c in line.split("|")][1:3] == ["dhcp_lease_time", "-1"]
+        for line in shown.splitlines()
+    )
+    assert cli.json("placement")[1]["dhcp_lease_time"] == -1
+    back = cli.json("network", "set", net["id"], "--dhcp-lease-time", "default")
+    assert (back["dhcp_lease_time"], back["revision_number"]) == (None, 3)
+
+    short = cli("network", "set", "leased", "--dhcp-lease-time", "60", ok=False)
+    assert short.returncode == 1 and "dhcp_lease_time" in short.stdout
+    assert "from 120 to 2147483647" in short.stdout
+    garbage = cli("network", "create", "n2", "--dhcp-lease-time", "soon", ok=False)
+    assert garbage.returncode == 2 and "'infinite'" in garbage.stderr
+    assert "Traceback" not in short.stderr + garbage.stderr
+    assert [n["name"] for n in cli.json("network", "list")] == ["plain", "leased"]
+    assert cli.json("network", "show", "leased")["dhcp_lease_time"] is None
+
+
 def test_errors_are_one_clear_line(cli) -> None:  # type: ignore[no-untyped-def]
     missing = cli("network", "show", "nope", ok=False)
     assert missing.returncode == 1 and "no network with id or name 'nope'" in missing.stdout
@@ -123,6 +153,13 @@ def test_placement_lists_networks_and_their_dhcp_hosts(cli) -> None:  # type: ig
     net = cli.json("network", "create", "vmnet", "--ha-count", "2")
     rows = cli.json("placement")
     assert rows == [
-        {"network": "vmnet", "id": net["id"], "vdsm_name": "vmnet", "ha_count": 2, "dhcp_hosts": []}
+        {
+            "network": "vmnet",
+            "id": net["id"],
+            "vdsm_name": "vmnet",
+            "ha_count": 2,
+            "dhcp_lease_time": None,
+            "dhcp_hosts": [],
+        }
     ]
     assert "vmnet" in cli("placement").stdout

@@ -54,6 +54,7 @@ EXAMPLES: list[tuple[str, object]] = [
                         mtu=1500,
                         admin_state_up=True,
                         revision_number=2,
+                        dhcp_lease_time=3600,
                     ),
                     subnets=[subnet()],
                     ports=[port()],
@@ -233,3 +234,79 @@ def test_list_sizes_are_bounded() -> None:
 
 def test_contract_error_is_a_value_error() -> None:
     assert issubclass(C.ContractError, ValueError)
+
+
+def sync_reply_with(**network: object) -> dict:
+    """A sync.reply whose one network's NetworkInfo has these fields (others valid)."""
+    info = {
+        "id": NET,
+        "vdsm_name": "ovirtmgmt",
+        "mtu": 1500,
+        "admin_state_up": True,
+        "revision_number": 2,
+        **network,
+    }
+    body = {
+        "networks": [{"network": info, "subnets": [], "ports": [], "dhcp_port": None}],
+        "missing": [],
+    }
+    return {**good(), "type": "sync.reply", "body": body}
+
+
+@pytest.mark.parametrize("seconds", [None, -1, 120, 86400, 2**31 - 1])
+def test_network_dhcp_lease_time_round_trips(seconds: int | None) -> None:
+    _, body = C.decode(sync_reply_with(dhcp_lease_time=seconds))
+    assert body.networks[0].network.dhcp_lease_time == seconds
+    info = C.NetworkInfo(
+        id=NET,
+        vdsm_name="n",
+        mtu=1500,
+        admin_state_up=True,
+        revision_number=1,
+        dhcp_lease_time=seconds,
+    )
+    assert info.dhcp_lease_time == seconds
+
+
+def test_network_dhcp_lease_time_defaults_to_the_agents() -> None:
+    """A NetworkInfo without the field (an engine from before it) means the default."""
+    _, body = C.decode(sync_reply_with())
+    assert body.networks[0].network.dhcp_lease_time is None
+
+
+@pytest.mark.parametrize(
+    "bad", [0, 1, 119, -2, -120, 2**31, 2**64, True, False, 600.0, 1.5, "600", "infinite", [600]]
+)
+def test_network_dhcp_lease_time_out_of_contract_is_refused(bad: object) -> None:
+    with pytest.raises(C.ContractError, match=r"networks\.0\.network\.dhcp_lease_time"):
+        C.decode(sync_reply_with(dhcp_lease_time=bad))
+    with pytest.raises(ValueError, match="dhcp_lease_time"):
+        C.NetworkInfo(
+            id=NET,
+            vdsm_name="n",
+            mtu=1500,
+            admin_state_up=True,
+            revision_number=1,
+            dhcp_lease_time=bad,
+        )
+    assert not C.is_lease_time(bad)
+
+
+def test_lease_time_rule_is_stated() -> None:
+    with pytest.raises(C.ContractError, match=r"from 120 to 2147483647"):
+        C.decode(sync_reply_with(dhcp_lease_time=60))
+    assert (C.LEASE_TIME_INFINITE, C.LEASE_TIME_MIN, C.LEASE_TIME_MAX) == (-1, 120, 2**31 - 1)
+
+
+def test_default_lease_time_is_left_off_the_wire() -> None:
+    """None is not sent, so agents from before the field still take such networks."""
+    info = {"id": NET, "vdsm_name": "n", "mtu": 1500, "admin_state_up": True}
+    unset = C.NetworkInfo(**info, revision_number=1)
+    assert "dhcp_lease_time" not in unset.model_dump(mode="json")
+    assert "dhcp_lease_time" not in unset.model_dump_json()
+    state = C.NetworkState(network=unset, subnets=[], ports=[], dhcp_port=None)
+    env = C.make("sync.reply", C.SyncReply(networks=[state], missing=[]), "engine")
+    assert "dhcp_lease_time" not in env.body["networks"][0]["network"]
+    assert C.decode(C.encode(env))[1].networks[0].network == unset
+    infinite = C.NetworkInfo(**info, revision_number=2, dhcp_lease_time=-1)
+    assert infinite.model_dump(mode="json")["dhcp_lease_time"] == -1

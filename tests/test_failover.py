@@ -18,6 +18,7 @@ from ipam.lab.lab import serving_hosts
 from ipam.lab.labhost import LabHost
 from ipam.lab.netparts import Bridge, Vm, rand
 from ipam.polling import wait_for
+from tests.dhcpclients import RunningClient
 from tests.faultlab import check_nothing_lost, record
 
 DOWN = 3.0
@@ -186,6 +187,20 @@ def test_a_removed_host_namespace_fails_over(tmp_path: Path, engine_factory) -> 
         )
 
 
+def _second_network(c: SimpleNamespace, cidr: str) -> tuple[dict, Bridge, float]:
+    """A bridge appears on the cluster's one host, then its network and subnet are
+    created; returns the network, its segment and when the bridge appeared."""
+    [host] = c.hosts
+    vdsm, segment = f"vn{rand(6)}", Bridge()
+    host.add_bridge(vdsm, segment.name)
+    began = time.monotonic()
+    net = c.api.post("/v2.0/networks", json={"network": {"name": vdsm, "ha_count": 1}})
+    net = net.json()["network"]
+    subnet = {"subnet": {"network_id": net["id"], "cidr": cidr}}
+    c.api.post("/v2.0/subnets", json=subnet).raise_for_status()
+    return net, segment, began
+
+
 def test_a_port_on_a_network_set_up_just_now_waits_for_its_server(
     tmp_path: Path,
     engine_factory,  # type: ignore[no-untyped-def]
@@ -197,21 +212,62 @@ def test_a_port_on_a_network_set_up_just_now_waits_for_its_server(
     with _cluster(tmp_path, engine_factory(MANAGED), "10.92.0.0/24", 1) as c:
         [host] = c.hosts
         wait_for(lambda: _serving(c.api, c.net["id"]) == [host.name], 40, "the first network")
-        vdsm, segment = f"vn{rand(6)}", Bridge()
+        net, segment, began = _second_network(c, "10.93.0.0/24")
         try:
-            host.add_bridge(vdsm, segment.name)
-            began = time.monotonic()
-            net = c.api.post(
-                "/v2.0/networks", json={"network": {"name": vdsm, "ha_count": 1}}
-            ).json()["network"]
-            c.api.post(
-                "/v2.0/subnets", json={"subnet": {"network_id": net["id"], "cidr": "10.93.0.0/24"}}
-            ).raise_for_status()
             port, ip = _lease(tmp_path, c.api, net["id"], segment.name)
             took = time.monotonic() - began
             print(f"bridge up to port ACTIVE and leased: {took:.2f}s")
             assert port["status"] == "ACTIVE", port.get("dhcp_status_reason")
             assert port["dhcp_ready_hosts"] == [host.name]
             assert ip == port["fixed_ips"][0]["ip_address"]  # its one DISCOVER, 1 s to answer
+        finally:
+            segment.remove()
+
+
+def _dnsmasq_pid(host: LabHost, net_id: str) -> int | None:
+    """The pid of the host's dnsmasq for the network (its --conf-file names the id)."""
+    conf = f"/dhcp/{net_id}/dnsmasq.conf"
+    for proc in host.processes():
+        if any(a.startswith("--conf-file=") and a.endswith(conf) for a in proc.info["cmdline"]):
+            return proc.pid
+    return None
+
+
+def test_a_networks_lease_time_applies_to_it_alone(tmp_path: Path, engine_factory) -> None:  # type: ignore[no-untyped-def]
+    """dhcp_lease_time reaches the VMs of its network; the other network's dnsmasq
+    on the same host keeps running."""
+    with _cluster(tmp_path, engine_factory(MANAGED), "10.94.0.0/24", 1) as c:
+        [host] = c.hosts
+        first = c.net["id"]
+        wait_for(lambda: _serving(c.api, first) == [host.name], 40, "the first network")
+        net, segment, _ = _second_network(c, "10.95.0.0/24")
+        try:
+            wait_for(lambda: _serving(c.api, net["id"]) == [host.name], 20, "the second network")
+            before = {n: _dnsmasq_pid(host, n) for n in (first, net["id"])}
+            for lease_time, expected in ((600, "600"), (-1, "4294967295")):
+                old = _dnsmasq_pid(host, first)
+                body = {"network": {"dhcp_lease_time": lease_time}}
+                c.api.put(f"/v2.0/networks/{first}", json=body).raise_for_status()
+                wait_for(
+                    lambda o=old: _dnsmasq_pid(host, first) not in (None, o),  # type: ignore[misc]
+                    20,
+                    "the network's dnsmasq restarted with the new lease time",
+                )
+                vm = Vm(c.segment.name, f"02:00:5e:{rand(2)}:{rand(2)}:{rand(2)}")
+                try:
+                    port = c.api.post(
+                        "/v2.0/ports",
+                        json={"port": {"network_id": first, "mac_address": vm.mac}},
+                    ).json()["port"]
+                    assert port["status"] == "ACTIVE", port
+                    client = RunningClient(vm, "udhcpc", tmp_path)
+                    try:
+                        got = client.wait_bound(client.start(), 10)
+                    finally:
+                        client.stop()
+                finally:
+                    vm.remove()
+                assert got.lease == expected and got.ip == port["fixed_ips"][0]["ip_address"]
+            assert _dnsmasq_pid(host, net["id"]) == before[net["id"]]  # never restarted
         finally:
             segment.remove()

@@ -148,9 +148,9 @@ def test_rest_api_refuses_or_contains_hostile_input(world_factory) -> None:  # t
 
 def _check_agent_files_and_names(world) -> None:  # type: ignore[no-untyped-def]
     """Nothing hostile in the agent's files, file names, dnsmasq command lines,
-    namespace or interface names; hostsdir files hold only MAC,IP or MAC,ignore."""
+    namespace or interface names; hostsdir files hold only MAC,IP or MAC,infinite."""
     state = world.tmp / f"agent-{world.agent.host}"
-    line = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5},(\d{1,3}(\.\d{1,3}){3}|ignore)")
+    line = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5},(\d{1,3}(\.\d{1,3}){3}|infinite)")
     name = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|sentinel")
     files = [p for p in state.rglob("*") if p.is_file()]
     assert files

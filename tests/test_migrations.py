@@ -7,12 +7,16 @@ import sys
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from ipam.db import migrate
 from ipam.db.engine import Database
 from ipam.db.schema import metadata
+from ipam.store import Store
+
+NET_ID = "6f1c2a9e-8d3b-4f5a-9c7e-0b1d2e3f4a5b"
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -60,3 +64,35 @@ def test_db_commands_and_engine_refuse_an_unmigrated_postgresql(
     assert "upgraded from empty to" in up.stderr
     check = _cli("db", "check", "--config-file", str(conf))
     assert check.returncode == 0 and migrate.head_revision() in check.stdout
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_0003_keeps_networks_with_the_agents_lease_time(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A store at 0002 holding a network: after the upgrade the network is intact and
+    its dhcp_lease_time is null (the DHCP agent's default), then settable."""
+    url = (
+        f"sqlite:///{tmp_path}/m.sqlite"
+        if backend == "sqlite"
+        else request.getfixturevalue("pg_url")
+    )
+    db = Database(url)
+    migrate.upgrade(db, "0002")
+    store = Store(db)
+    with db.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO networks (id, name, vdsm_name, mtu, admin_state_up, ha_count, "
+                "project_id, description, extra, created_at, updated_at, revision_number) "
+                "VALUES (:id, 'old', 'old', 1500, true, 2, '', '', '{}', :t, :t, 5)"
+            ),
+            {"id": NET_ID, "t": "2026-01-01T00:00:00.000000Z"},
+        )
+    migrate.upgrade(db)
+    migrate.check(db)
+    net = store.get_network(NET_ID)
+    assert (net["vdsm_name"], net["ha_count"], net["revision_number"]) == ("old", 2, 5)
+    assert net["dhcp_lease_time"] is None
+    assert store.update_network(NET_ID, {"dhcp_lease_time": -1})["dhcp_lease_time"] == -1
+    db.dispose()

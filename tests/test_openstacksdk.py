@@ -157,6 +157,28 @@ def test_network_create_list_get_update_delete(conn):
     assert list(conn.network.networks()) == []
 
 
+def test_networks_carrying_a_dhcp_lease_time(conn):
+    """The extra network attribute passes through the SDK both ways and disturbs nothing."""
+    leased = conn.network.create_network(name="leased", dhcp_lease_time=600)
+    plain = conn.network.create_network(name="plain")
+    assert (leased.name, leased.mtu, leased.status) == ("leased", 1500, "ACTIVE")
+    assert leased.to_dict()["dhcp_lease_time"] == 600
+    got = conn.network.get_network(leased.id)
+    assert got.to_dict()["dhcp_lease_time"] == 600 and got.name == "leased"
+    listed = {n.name: n.to_dict()["dhcp_lease_time"] for n in conn.network.networks()}
+    assert listed == {"leased": 600, "plain": None}
+    assert conn.network.find_network("leased").id == leased.id
+
+    revision = leased.revision_number
+    updated = conn.network.update_network(leased.id, dhcp_lease_time=-1, name="leased2")
+    assert (updated.name, updated.to_dict()["dhcp_lease_time"]) == ("leased2", -1)
+    assert updated.revision_number == revision + 1
+    with pytest.raises(openstack.exceptions.BadRequestException) as err:
+        conn.network.update_network(plain.id, dhcp_lease_time=60)
+    assert "dhcp_lease_time" in str(err.value)
+    assert conn.network.get_network(plain.id).to_dict()["dhcp_lease_time"] is None
+
+
 def test_network_listing_follows_pagination_links(conn):
     created = [conn.network.create_network(name=f"page{i}").id for i in range(5)]
     assert [n.id for n in conn.network.networks(limit=2)] == created

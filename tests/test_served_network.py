@@ -272,3 +272,50 @@ def test_a_default_host_route_never_makes_a_second_default_route(world: World) -
         "10.77.0.254",
     ]
     assert lease["router"] == "10.77.0.254"
+
+
+_FOREIGN_LEASE = """lease {
+  interface "eth0";
+  fixed-address 10.55.0.9;
+  option subnet-mask 255.255.255.0;
+  option dhcp-server-identifier 10.55.0.2;
+  renew 4 2037/01/01 00:00:00;
+  rebind 4 2037/01/01 00:00:00;
+  expire 4 2037/01/01 00:00:00;
+}
+"""
+
+
+def test_a_deleted_ports_client_is_told_to_let_its_address_go(world: World) -> None:
+    port = world.port("02:00:00:00:10:0d", "10.77.0.22")
+    world.served.apply_state(world.state([port]))
+    client = RunningClient(world.vm(port.mac_address), "dhclient", world.tmp)
+    try:
+        assert client.wait_bound(client.start(), 10).ip == "10.77.0.22"
+        world.served.delete_port(port)
+        rebooted = client.reboot()  # INIT-REBOOT for 10.77.0.22
+        wait_for(lambda: "DHCPNAK from" in client.output.read_text(), 5, "a DHCPNAK")
+        wait_for(lambda: "DHCPDISCOVER" in client.output.read_text(), 5, "a DISCOVER")
+    finally:
+        client.stop()
+    assert [e for e in client.events(rebooted) if e.ip != "-"] == []  # nothing bound
+    assert "address not available" in world.served.paths.log.read_text()
+
+
+def test_a_client_moved_from_another_network_is_nakked_and_gets_its_address(
+    world: World,
+) -> None:
+    """The VM holds a lease of another network (its vNIC moved): its INIT-REBOOT is
+    NAKed ("wrong network") and its one DISCOVER then gets its port's address."""
+    port = world.port("02:00:00:00:10:0e", "10.77.0.23")
+    world.served.apply_state(world.state([port]))
+    client = RunningClient(world.vm(port.mac_address), "dhclient", world.tmp)
+    client.leases.write_text(_FOREIGN_LEASE)
+    try:
+        started = client.start()
+        got = client.wait_bound(started, 5)
+    finally:
+        client.stop()
+    assert got.ip == "10.77.0.23" and got.at - started < 2.0
+    assert "DHCPNAK from 10.77.0.2" in client.output.read_text()
+    assert "wrong network" in world.served.paths.log.read_text()

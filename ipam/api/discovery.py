@@ -58,7 +58,8 @@ EXTENSIONS = [
         "ovirt-dhcp",
         "oVirt DHCP placement",
         "Networks carry vdsm_name (the bridge name on oVirt "
-        "hosts) and ha_count (how many hosts serve DHCP for the network).",
+        "hosts), ha_count (how many hosts serve DHCP for the network) and "
+        "dhcp_lease_time (seconds, -1 infinite, null the DHCP agent's default).",
     ),
 ]
 

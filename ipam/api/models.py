@@ -4,22 +4,50 @@ The OpenAPI document is generated from these models."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, WithJsonSchema
+
+from ipam.contracts import LEASE_TIME_INFINITE, LEASE_TIME_MAX, LEASE_TIME_MIN, LEASE_TIME_RULE
 
 Name = str
 _S = Field(default=None, max_length=255)
 _LIST = Field(default=None, max_length=64)
+#: Attributes whose null a client sends on purpose (an update back to the default).
+_NULL_IS_A_VALUE = {"gateway_ip", "dhcp_lease_time"}
+
+
+def _integer_or_null(value: Any) -> Any:
+    """Refuse the wrong types with the rule (bool is no integer here); the store checks
+    the range, as it does for every client."""
+    if value is not None and type(value) is not int:
+        raise ValueError(f"must be {LEASE_TIME_RULE}")
+    return value
+
+
+LeaseTime = Annotated[
+    StrictInt | None,
+    BeforeValidator(_integer_or_null),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": LEASE_TIME_MIN, "maximum": LEASE_TIME_MAX},
+                {"type": "integer", "enum": [LEASE_TIME_INFINITE]},
+                {"type": "null"},
+            ]
+        }
+    ),
+]
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     def attrs(self) -> dict[str, Any]:
-        """The attributes the client set, by their Neutron names; null means unset."""
+        """The attributes the client set, by their Neutron names; null means unset
+        (except for _NULL_IS_A_VALUE)."""
         data = self.model_dump(exclude_unset=True, by_alias=True)
-        return {k: v for k, v in data.items() if v is not None or k == "gateway_ip"}
+        return {k: v for k, v in data.items() if v is not None or k in _NULL_IS_A_VALUE}
 
 
 class NetworkAttrs(_Body):
@@ -32,6 +60,12 @@ class NetworkAttrs(_Body):
     )
     ha_count: StrictInt | None = Field(
         default=None, description="How many hosts run a DHCP server for this network (0: none)."
+    )
+    dhcp_lease_time: LeaseTime = Field(
+        default=None,
+        description="DHCP lease time in seconds, from 120 to 2147483647; -1: infinite; "
+        "null or absent: the DHCP agent's [dhcp_agent] lease_time (an update to null goes "
+        "back to it).",
     )
     mtu: StrictInt | None = None
     admin_state_up: bool | None = None

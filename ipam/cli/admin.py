@@ -9,7 +9,7 @@ from ipam.cli import table
 from ipam.cli.client import ApiError, Client
 
 COLUMNS = {
-    "network": ["id", "name", "vdsm_name", "ha_count", "mtu", "subnets"],
+    "network": ["id", "name", "vdsm_name", "ha_count", "dhcp_lease_time", "mtu", "subnets"],
     "subnet": ["id", "name", "network_id", "cidr", "gateway_ip", "enable_dhcp"],
     "port": ["id", "name", "network_id", "mac_address", "fixed_ips", "device_owner", "status"],
 }
@@ -27,6 +27,25 @@ def _kv(text: str) -> dict[str, str]:
     return out
 
 
+#: --dhcp-lease-time default: back to the DHCP agent's [dhcp_agent] lease_time (null).
+_AGENT_DEFAULT = "default"
+
+
+def _lease_time(text: str) -> int | str:
+    """Seconds, ``infinite`` (-1) or ``default`` (null: the DHCP agent's lease time)."""
+    word = text.strip().lower()
+    if word == "infinite":
+        return -1
+    if word == _AGENT_DEFAULT:
+        return _AGENT_DEFAULT
+    try:
+        return int(word)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected seconds (120 to 2147483647), 'infinite' or 'default', got {text!r}"
+        ) from None
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--url", help="API URL (env OVIRT_IPAM_URL, default http://127.0.0.1:9696)")
     p.add_argument("--token", help="X-Auth-Token (env OVIRT_IPAM_TOKEN)")
@@ -38,6 +57,9 @@ def _attrs_network(a: argparse.Namespace) -> dict[str, Any]:
     for key in ("name", "vdsm_name", "ha_count", "mtu", "description"):
         if getattr(a, key, None) is not None:
             out[key] = getattr(a, key)
+    lease = getattr(a, "dhcp_lease_time", None)
+    if lease is not None:
+        out["dhcp_lease_time"] = None if lease == _AGENT_DEFAULT else lease
     if getattr(a, "disable", False):
         out["admin_state_up"] = False
     return out
@@ -101,6 +123,7 @@ def placement(a: argparse.Namespace) -> int:
                     "id": net["id"],
                     "vdsm_name": net["vdsm_name"],
                     "ha_count": net["ha_count"],
+                    "dhcp_lease_time": net.get("dhcp_lease_time"),
                     "dhcp_hosts": [
                         f"{x['host']} ({'alive' if x['alive'] else 'DOWN'})" for x in agents
                     ],
@@ -109,7 +132,8 @@ def placement(a: argparse.Namespace) -> int:
     except ApiError as exc:
         print(f"Error: {exc}")
         return 1
-    print(table.show_list(rows, ["network", "id", "vdsm_name", "ha_count", "dhcp_hosts"], a.format))
+    columns = ["network", "id", "vdsm_name", "ha_count", "dhcp_lease_time", "dhcp_hosts"]
+    print(table.show_list(rows, columns, a.format))
     return 0
 
 
@@ -143,6 +167,13 @@ def _fields(kind: str, p: argparse.ArgumentParser, create: bool) -> None:
         ) if create else p.add_argument("--name")
         p.add_argument("--vdsm-name", help="bridge name on the hosts (default: the name)")
         p.add_argument("--ha-count", type=int, help="hosts serving DHCP for it (default 1)")
+        p.add_argument(
+            "--dhcp-lease-time",
+            type=_lease_time,
+            metavar="SECONDS",
+            help="DHCP lease time: 120 to 2147483647 seconds, or 'infinite'; "
+            "'default' (or not given) uses the DHCP agent's [dhcp_agent] lease_time",
+        )
         p.add_argument("--mtu", type=int)
         p.add_argument("--disable", action="store_true", help="admin_state_up false")
         return

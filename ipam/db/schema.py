@@ -43,6 +43,8 @@ networks = sa.Table(
     sa.Column("mtu", sa.Integer, nullable=False),
     sa.Column("admin_state_up", sa.Boolean, nullable=False),
     sa.Column("ha_count", sa.Integer, nullable=False),
+    # Seconds; NULL: the DHCP agent's default; -1: infinite (checked by ipam.validators).
+    sa.Column("dhcp_lease_time", sa.Integer, nullable=True),
     *_common(),
     sa.CheckConstraint("ha_count >= 0", name="ha_count_nonneg"),
 )
