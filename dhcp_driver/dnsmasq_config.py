@@ -141,6 +141,12 @@ def tombstone(mac: str) -> str:
     return f"{mac},{TOMBSTONE}\n"
 
 
+def holds_address(value: str) -> bool:
+    """Whether a record's value is an address, not a tombstone (this one, or the
+    ``ignore`` written by earlier versions, still found in an adopted hostsdir)."""
+    return value not in (TOMBSTONE, "ignore")
+
+
 def parse_entry(content: str) -> list[tuple[str, str]]:
     """(mac, ip-or-TOMBSTONE) records of a hostsdir file we wrote."""
     out = []

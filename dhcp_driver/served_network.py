@@ -87,7 +87,7 @@ class ServedNetwork:
 
     def _is_tombstone(self, port_id: str) -> bool:
         records = cfgmod.parse_entry(self.files.get(port_id, ""))
-        return bool(records) and all(v == cfgmod.TOMBSTONE for _, v in records)
+        return bool(records) and not any(cfgmod.holds_address(v) for _, v in records)
 
     # -- state from the engine ------------------------------------------------------
     def apply_state(self, state: NetworkState) -> list[AckedPort]:
@@ -200,7 +200,7 @@ class ServedNetwork:
                 continue
             self._note_change(port_id, cfgmod.tombstone(mac))
             writes[port_id] = cfgmod.tombstone(mac)
-            releases += [(ip, m) for m, ip in records if ip != cfgmod.TOMBSTONE]
+            releases += [(ip, m) for m, ip in records if cfgmod.holds_address(ip)]
         self.log.skip_to_end()
         for port_id, content in writes.items():
             _write_atomic(self.paths.hostsdir / port_id, content)
@@ -232,7 +232,7 @@ class ServedNetwork:
         """Track records that stay loaded after this change; True if a reload is needed."""
         new = cfgmod.parse_entry(content)
         for mac, ip in cfgmod.parse_entry(self.files.get(port_id, "")):
-            if ip != cfgmod.TOMBSTONE and (mac, ip) not in new:
+            if cfgmod.holds_address(ip) and (mac, ip) not in new:
                 self.stale[ip] = mac
         need = False
         for mac, ip in new:

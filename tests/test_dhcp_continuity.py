@@ -246,6 +246,7 @@ def timeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Timeline]:
         b.served.paths.leases.unlink()
         assert wait_for(lambda: b.served.check(), 5, "B's dnsmasq respawned") is not None
         assert b.served.process.pid != pid
+        respawned_at = len(b.log())
 
         # Every client renews (unicast to B or C) or rebinds (broadcast, A being
         # dead) before its lease ends: wait until each has, past dhclient's T2.
@@ -259,6 +260,7 @@ def timeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Timeline]:
         watch.stop()
         t.gaps = watch.gaps
         t.logs = {s.name: s.log() for s in (a, b, c)}
+        t.logs["B respawned"] = t.logs["B"][respawned_at:]
         yield t
     finally:
         site.close()
@@ -280,6 +282,17 @@ def test_running_client_keeps_its_address_across_takeover_and_lost_leases(
     answered = [e for e in events if e.name in ("renew", "RENEW", "REBIND")]
     assert answered and answered[0].ip == vmc.first.ip
     assert answered[0].server in (timeline.ips["B"], timeline.ips["C"])
+
+
+@pytest.mark.parametrize("kind", CLIENTS)
+def test_a_respawned_server_without_its_lease_file_answers_the_rebind(
+    timeline: Timeline, kind: str
+) -> None:
+    """The running clients rebound by broadcast after B lost its leases: B answered
+    them (as did C, newly placed: the client took whichever came first)."""
+    mac = timeline.vms[f"running-{kind}"].port.mac_address
+    for log in (timeline.logs["B respawned"], timeline.logs["C"]):
+        assert any("DHCPACK" in line and mac in line for line in log.splitlines())
 
 
 @pytest.mark.parametrize("kind", CLIENTS)

@@ -38,5 +38,6 @@ echo "== ruff"
 echo "== pytest"
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 if [ $# -eq 0 ]; then  # the whole suite ran and passed: its reliability record
-    .venv/bin/python tools/reliability_report.py build/reliability.jsonl docs/reliability.md
+    # Into build/: a test run leaves the checkout's tracked files as they were.
+    .venv/bin/python tools/reliability_report.py build/reliability.jsonl build/reliability.md
 fi
