@@ -319,3 +319,21 @@ def test_a_client_moved_from_another_network_is_nakked_and_gets_its_address(
     assert got.ip == "10.77.0.23" and got.at - started < 2.0
     assert "DHCPNAK from 10.77.0.2" in client.output.read_text()
     assert "wrong network" in world.served.paths.log.read_text()
+
+
+def test_a_client_that_is_not_a_port_is_left_alone(world: World) -> None:
+    """Authoritative for our ports only: another server's client on a shared network,
+    rebooting with its lease, is not NAKed."""
+    port = world.port("02:00:00:00:10:0f", "10.77.0.24")
+    world.served.apply_state(world.state([port]))
+    stranger = RunningClient(world.vm("02:00:00:00:99:0f"), "dhclient", world.tmp)
+    stranger.leases.write_text(_FOREIGN_LEASE.replace("10.55.0.9", "10.77.0.99"))
+    try:
+        stranger.start()
+        wait_for(lambda: "DHCPREQUEST for" in stranger.output.read_text(), 5, "its request")
+        # dnsmasq answers in order: once a port's client is bound, it has seen the request.
+        assert world.vm(port.mac_address).udhcpc(world.tmp)["ip"] == "10.77.0.24"  # type: ignore[index]
+        out = stranger.output.read_text()
+    finally:
+        stranger.stop()
+    assert "DHCPNAK" not in out and "DHCPNAK" not in world.served.paths.log.read_text()
