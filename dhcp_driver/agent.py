@@ -295,6 +295,12 @@ class Agent:
         for worker in list(self.workers.values()):
             worker.put(("resync", None))
 
+    def _reconcile_soon(self) -> None:
+        """Host.setDHCP changed the mapping (SIGHUP): reconcile now, not at the main
+        loop's next turn; a network just set up is then served at once."""
+        self.reconcile_wanted.set()
+        self.beat_now.set()  # the main loop waits on it
+
     def _mapping_changed(self) -> bool:
         """The verb replaces the file by rename: a new inode (or mtime) means a change."""
         try:
@@ -312,7 +318,7 @@ class Agent:
         os.chmod(self.state_dir, 0o700)
         signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
         signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
-        signal.signal(signal.SIGHUP, lambda *_: self.reconcile_wanted.set())
+        signal.signal(signal.SIGHUP, lambda *_: self._reconcile_soon())
         LOG.info(
             "DHCP agent starting on host %s (mapping %s)",
             self.host,
