@@ -1,10 +1,12 @@
-"""Helpers shared by the throughput benchmark and the multi-engine concurrency tests:
-a real ``ovirt-ipam engine`` process, throw-away PostgreSQL databases, and a REST
-load driver (threads with keep-alive httpx clients) that also runs in child processes.
+"""Helpers shared by the benchmarks and the multi-engine concurrency tests: a real
+``ovirt-ipam engine`` process, throw-away PostgreSQL databases, a REST load driver
+(threads with keep-alive httpx clients) that also runs in child processes, and
+percentiles.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import socket
@@ -33,6 +35,14 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The nearest-rank ``q`` quantile (0 < q <= 1) of values (nan when there are none)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return float(ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))])
 
 
 @contextmanager

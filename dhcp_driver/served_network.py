@@ -190,6 +190,14 @@ class ServedNetwork:
         reload = False
         for port_id, content in writes.items():
             reload |= self._note_change(port_id, content)
+        if reload:
+            # New entries need IPs that stale records hold: drop those first (SIGHUP
+            # re-reads the hostsdir as it is now), then write. An entry written
+            # before the SIGHUP could be read twice, by the reload and for its
+            # inotify event, and the second read rejects it as a duplicate.
+            self._reload()
+            for port_id, content in writes.items():
+                self._note_change(port_id, content)
         releases = []
         for port_id in gone:
             records = cfgmod.parse_entry(self.files.get(port_id, ""))
@@ -213,12 +221,12 @@ class ServedNetwork:
         pending = {k for k in writes if k not in gone}
         if not pending:
             return []
-        if reload:
-            self._reload()
         verdict = self._confirm(pending)
         rejected = {k for k, ok in verdict.items() if ok is False}
-        if rejected and not reload:
-            # A stale record we did not know of (e.g. from before an agent restart).
+        if rejected:
+            # A stale record we did not know of (from before an agent restart), or an
+            # IP passed between two ports of this batch. dnsmasq has read every file
+            # of the batch by now: the reload's re-read is the only one.
             LOG.info(
                 "Network %s: dnsmasq rejected %d entr(y/ies) held by stale records; reloading",
                 self.network_id,
@@ -250,6 +258,8 @@ class ServedNetwork:
         self.stale.clear()
         self.log.skip_to_end()
         if self.process.reload():
+            # Done once dnsmasq has re-read the hostsdir, whose sentinel it reads too.
+            self._confirm({SENTINEL})
             LOG.info("Network %s: reloaded dnsmasq (SIGHUP) for stale records", self.network_id)
 
     def _start(self, writes: dict[str, str], gone: list[str]) -> list[AckedPort]:

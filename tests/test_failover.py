@@ -244,7 +244,7 @@ def test_a_networks_lease_time_applies_to_it_alone(tmp_path: Path, engine_factor
         try:
             wait_for(lambda: _serving(c.api, net["id"]) == [host.name], 20, "the second network")
             before = {n: _dnsmasq_pid(host, n) for n in (first, net["id"])}
-            for lease_time, expected in ((600, "600"), (-1, "4294967295")):
+            for lease_time, expected in ((600, 600), (-1, 0xFFFFFFFF)):
                 old = _dnsmasq_pid(host, first)
                 body = {"network": {"dhcp_lease_time": lease_time}}
                 c.api.put(f"/v2.0/networks/{first}", json=body).raise_for_status()

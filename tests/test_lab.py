@@ -1,9 +1,12 @@
-"""The lab end to end (issue 6): ``ovirt-ipam lab`` as a user runs it, every part real.
+"""The lab end to end (issues 6 and 11): ``ovirt-ipam lab`` as a user runs it, every
+part real.
 
-3 hosts, 2 networks (HA 2 and 1), 20 VMs: every VM leases exactly its allocated IP
-on its first DISCOVER; a serving host is killed and new VMs still lease; ``lab
-down`` leaves no namespace, link, process or file. What the lab reports is checked
-against the engine's API and the VMs' own interfaces, not taken on its word.
+3 hosts, 2 networks (HA 2 and 1), 20 VMs whose DHCP clients (udhcpc and dhclient)
+keep running: every VM leases exactly its allocated IP on its first DISCOVER; a
+serving host is killed, the VMs it served keep their address and a reboot of one
+gets its lease again at once from a live server; new VMs still lease; ``lab down``
+leaves no namespace, link, process or file. What the lab reports is checked against
+the engine's API and the VMs' own interfaces, not taken on its word.
 """
 
 from __future__ import annotations
@@ -88,7 +91,9 @@ def _check_vms(api: httpx.Client, vms: list[dict[str, Any]]) -> None:
 def test_lab_up_failover_and_down(lab: LabCli) -> None:
     port = free_port()
     up = lab.run(
-        "up", "--hosts", "3", "--networks", "2", "--ha", "2,1", "--vms", "20", "--port", str(port)
+        "up",
+        *("--hosts", "3", "--networks", "2", "--ha", "2,1", "--vms", "20", "--port", str(port)),
+        *("--client", "both"),
     )
     assert "lab " + lab.name + " is up" in up.stderr and "[20/20]" in up.stderr  # progress
     assert "Time to lease" in up.stdout and "Serves DHCP for" in up.stdout  # the tables
@@ -106,6 +111,9 @@ def test_lab_up_failover_and_down(lab: LabCli) -> None:
     _check_vms(api, st["vms"])
     ips = [v["leased_ip"] for v in st["vms"]]
     assert len(set(ips)) == 20
+    clients = {v["client"] for v in st["vms"] if v["network"] == net2["name"]}
+    assert clients == {"udhcpc", "dhclient"}
+    assert all(v["client_running"] for v in st["vms"])  # clients keep running after the lease
 
     again = lab.json("up", "--port", str(port))  # up twice: the same lab, untouched
     assert again["engine"]["pid"] == st["engine"]["pid"] and len(again["vms"]) == 20
@@ -115,6 +123,29 @@ def test_lab_up_failover_and_down(lab: LabCli) -> None:
     assert net2["name"] in killed["served"]
     moved = {f["network"]: f for f in killed["failover"]}
     assert victim not in moved[net2["name"]]["served_by"] and moved[net2["name"]]["served_by"]
+
+    # the VMs it served that run elsewhere are reported, each still holding its address
+    served = [v for v in st["vms"] if v["dhcp_server_host"] == victim]
+    followed = {v["name"]: v for v in served if v["host"] != victim}
+    assert {v["network"] for v in followed.values()} >= {net2["name"]}
+    report = {v["vm"]: v for v in killed["vms"]}
+    assert set(report) == set(followed)
+    assert set(killed["vms_on_killed_hosts"]) == {v["name"] for v in served if v["host"] == victim}
+    for name, vm in followed.items():
+        assert report[name]["ip"] == vm["leased_ip"]
+        assert report[name]["kept_address"] is True, report[name]
+        assert _eth0_addresses(vm["namespace"]) == [vm["leased_ip"]]
+
+    # a reboot of a VM the dead host served: bound again at once, by a live server
+    net2_vms = [v for v in followed.values() if v["network"] == net2["name"]]
+    picks = [next(v for v in net2_vms if v["client"] == c) for c in ("dhclient", "udhcpc")]
+    rebooted = lab.json("vm", "reboot", *(v["name"] for v in picks), "--timeout", "30")
+    for vm, res in zip(picks, rebooted, strict=True):
+        assert res["vm"] == vm["name"] and res["address_before"] == vm["leased_ip"]
+        assert res["leased_ip"] == vm["leased_ip"], res
+        assert res["dhcp_server_host"] in moved[net2["name"]]["served_by"], res
+        assert res["seconds"] < 1.0, res
+        assert _eth0_addresses(vm["namespace"]) == [vm["leased_ip"]]
     after = lab.json("status")
     assert next(h for h in after["hosts"] if h["name"] == victim)["killed"] is True
     new_vms = lab.json("vm", "boot", net2["name"], "--count", "3") + lab.json(
@@ -180,6 +211,8 @@ def test_lab_on_rabbitmq_and_postgresql(lab: LabCli, pg_url: str) -> None:
         (["up", "--ha", "2,-1"], "HA counts between 0 and 20"),
         (["up", "--transport-url", "amqp://guest:guest@192.0.2.1//"], "127.0.0.1 or localhost"),
         (["up", "--database", "mysql://x"], "PostgreSQL URL"),
+        (["up", "--lease-time", "60"], "--lease-time must be between 120"),
+        (["vm", "reboot", "vm1"], "'ovirt-ipam lab up' first"),
         (["status"], "'ovirt-ipam lab up' first"),
         (["vm", "boot", "net1"], "'ovirt-ipam lab up' first"),
         (["host", "kill", "h1"], "'ovirt-ipam lab up' first"),

@@ -222,7 +222,12 @@ def test_a_big_log_is_rotated_and_acknowledgements_go_on(world: World, monkeypat
     monkeypatch.setattr(served_network, "LOG_ROTATE_BYTES", 1 << 40)
     port = world.port("02:00:00:00:10:09", "10.77.0.18")
     assert [a.id for a in world.served.update_ports([port])] == [port.id]
-    assert f"read {world.served.paths.hostsdir}/{port.id}" in world.served.paths.log.read_text()
+    # dnsmasq reopens its log when it handles SIGUSR2: the line is in one of the two.
+    logs = (
+        world.served.paths.log.with_suffix(".log.1").read_text()
+        + world.served.paths.log.read_text()
+    )
+    assert f"read {world.served.paths.hostsdir}/{port.id}" in logs
 
 
 @pytest.mark.parametrize("client", ["udhcpc", "dhclient"])
@@ -298,7 +303,7 @@ def test_a_deleted_ports_client_is_told_to_let_its_address_go(world: World) -> N
         wait_for(lambda: "DHCPDISCOVER" in client.output.read_text(), 5, "a DISCOVER")
     finally:
         client.stop()
-    assert [e for e in client.events(rebooted) if e.ip != "-"] == []  # nothing bound
+    assert client.client.configured(rebooted) is None  # nothing bound
     assert "address not available" in world.served.paths.log.read_text()
 
 

@@ -1,4 +1,4 @@
-"""``ovirt-ipam lab up|status|vm boot|host kill|host start|down``: the lab's command line.
+"""``ovirt-ipam lab up|status|vm boot|vm reboot|host kill|host start|down``: the lab's CLI.
 
 Progress goes to stderr as it happens; the result (tables, or JSON with ``-f json``)
 to stdout, so scripts read stdout alone.
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ipam.cli import table
-from ipam.lab.lab import CLIENTS, Lab, UpOptions
+from ipam.lab.lab import CLIENTS, LEASE_TIME, Lab, UpOptions
 from ipam.lab.record import DEFAULT_BASE, LabError
 
 
@@ -128,6 +128,88 @@ def status_text(st: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _clock(at: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(at))
+
+
+def continuity_table(vms: list[dict[str, Any]]) -> str:
+    def answered(v: dict[str, Any]) -> str:
+        if v["answered_by"]:
+            return (
+                f"{v['answered_by_host']} ({v['answered_by']}): {v['answer_event']} "
+                f"+{v['answered_after_kill_s']:.1f} s"
+            )
+        return f"not yet renewed (T2 at {_clock(v['t2_at'])})"
+
+    def kept(v: dict[str, Any]) -> str:
+        if v["kept_address"]:
+            return "yes"
+        lost = ", ".join(e["event"] for e in v["lost_events"])
+        gap = v["seconds_without_address"]
+        return "NO" + (f" ({lost})" if lost else "") + (f", {gap:.3f} s without" if gap else "")
+
+    return table.render(
+        ["VM", "Host", "Client", "Address", "Kept", "Server before", "Answered now by"],
+        [
+            [
+                v["vm"],
+                v["host"],
+                v["client"],
+                v["ip"],
+                kept(v),
+                f"{v['server_before_host']} ({v['server_before']})",
+                answered(v),
+            ]
+            for v in vms
+        ],
+    )
+
+
+def kill_text(out: dict[str, Any]) -> str:
+    rows = [
+        [f["network"], ", ".join(f["served_by"]), f"{f['seconds']:.2f} s"]
+        for f in out.get("failover", [])
+    ]
+    parts = [
+        table.render(["Network", "Now served by", "Failover after"], rows)
+        if rows
+        else f"host {out['host']} killed; it served {', '.join(out['served']) or 'nothing'}"
+    ]
+    vms = out.get("vms", [])
+    if vms:
+        parts.append(continuity_table(vms))
+        kept = sum(v["kept_address"] for v in vms)
+        answered = sum(bool(v["answered_by"]) for v in vms)
+        parts.append(
+            f"{len(vms)} VMs held a lease from {out['host']}: {kept} kept their address, "
+            f"{answered} answered by a live server since the kill"
+        )
+    if out.get("vms_on_killed_hosts"):
+        parts.append(
+            f"Not followed (they run on a killed host): {', '.join(out['vms_on_killed_hosts'])}"
+        )
+    return "\n".join(parts)
+
+
+def reboot_table(rows: list[dict[str, Any]]) -> str:
+    return table.render(
+        ["VM", "Host", "Client", "Address before", "Leased", "Event", "Time to lease", "Server"],
+        [
+            [
+                r["vm"],
+                r["host"],
+                r["client"],
+                r["address_before"] or "-",
+                r["leased_ip"] or "NO LEASE",
+                r["event"] or "-",
+                f"{r['seconds'] * 1000:.0f} ms" if r["seconds"] is not None else "-",
+                f"{r['dhcp_server_host'] or '?'} ({r['dhcp_server']})" if r["dhcp_server"] else "-",
+            ]
+            for r in rows
+        ],
+    )
+
+
 def _print(args: argparse.Namespace, result: Any, text: str) -> None:
     print(json.dumps(result, indent=2) if args.format == "json" else text)
 
@@ -145,6 +227,7 @@ def _up(args: argparse.Namespace) -> int:
         transport_url=args.transport_url,
         database=args.database,
         client=args.client,
+        lease_time=args.lease_time,
     )
     st = _lab(args).up(opts)
     _print(args, st, status_text(st))
@@ -164,18 +247,15 @@ def _boot(args: argparse.Namespace) -> int:
 
 
 def _kill(args: argparse.Namespace) -> int:
-    out = _lab(args).kill_host(args.host, wait=not args.no_wait)
-    rows = [
-        [f["network"], ", ".join(f["served_by"]), f"{f['seconds']:.2f} s"]
-        for f in out.get("failover", [])
-    ]
-    text = (
-        table.render(["Network", "Now served by", "Failover after"], rows)
-        if rows
-        else f"host {out['host']} killed; it served {', '.join(out['served']) or 'nothing'}"
-    )
-    _print(args, out, text)
+    out = _lab(args).kill_host(args.host, wait=not args.no_wait, watch=args.watch)
+    _print(args, out, kill_text(out))
     return 0
+
+
+def _reboot(args: argparse.Namespace) -> int:
+    rows = _lab(args).reboot(args.vm, timeout=args.timeout, parallel=args.parallel)
+    _print(args, rows, reboot_table(rows))
+    return 0 if all(r["leased_ip"] for r in rows) else 1
 
 
 def _start(args: argparse.Namespace) -> int:
@@ -239,6 +319,12 @@ def add_parsers(sub: Any) -> None:
         "--database", help="PostgreSQL, e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test"
     )
     up.add_argument("--client", choices=CLIENTS, default="udhcpc", help="VMs' DHCP client")
+    up.add_argument(
+        "--lease-time",
+        type=int,
+        default=LEASE_TIME,
+        help=f"the agents' DHCP lease time in seconds (default {LEASE_TIME}, dnsmasq's minimum)",
+    )
     up.set_defaults(func=_guarded(_up))
 
     labsub.add_parser("status", parents=[common], help="hosts, networks and VMs").set_defaults(
@@ -254,6 +340,19 @@ def add_parsers(sub: Any) -> None:
     boot.add_argument("--host", help="the host to run them on (default: round robin)")
     boot.add_argument("--client", choices=CLIENTS, default="udhcpc")
     boot.set_defaults(func=_guarded(_boot))
+    reboot = vm.add_parser(
+        "reboot",
+        parents=[common],
+        help="reboot VMs: restart each one's DHCP client as a reboot would, time the lease",
+    )
+    reboot.add_argument("vm", nargs="+", help="the VMs' names")
+    reboot.add_argument(
+        "--timeout", type=float, default=60, help="seconds to wait for each lease (default 60)"
+    )
+    reboot.add_argument(
+        "--parallel", type=int, default=10, help="VMs rebooted at a time (default 10)"
+    )
+    reboot.set_defaults(func=_guarded(_reboot))
 
     host = labsub.add_parser("host", help="hosts").add_subparsers(
         dest="host_command", required=True
@@ -263,6 +362,14 @@ def add_parsers(sub: Any) -> None:
     )
     kill.add_argument("host")
     kill.add_argument("--no-wait", action="store_true", help="do not wait for the failover")
+    kill.add_argument(
+        "--watch",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="keep watching the VMs the host served, up to SECONDS after the kill, until "
+        "each has renewed or rebound with a live server",
+    )
     kill.set_defaults(func=_guarded(_kill))
     start = host.add_parser("start", parents=[common], help="bring a killed host back")
     start.add_argument("host")

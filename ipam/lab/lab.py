@@ -9,6 +9,7 @@ What ``up`` builds (DESIGN.md "The lab")::
       │     <lab>-host1-dhcp-<network id>   (one per served network)
       ├── <lab>-host2 ...
       └── <lab>-vmN         a VM: eth0 on a host's bridge (vnetN), a real DHCP client
+                            that keeps running (ipam.lab.dhcpclient), as a VM's does
 
     engine (API on 127.0.0.1:PORT, DHCP manager) in the machine's own namespace,
     store and bus embedded in the lab directory, or PostgreSQL / RabbitMQ by flag
@@ -35,10 +36,22 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import psutil
 from pyroute2 import netns
 
+from dhcp_driver.dnsmasq_config import rebind_time
 from ipam import contracts
 from ipam.lab import processes, record
+from ipam.lab.dhcpclient import (
+    CONFIGURED,
+    LOST,
+    AddressWatch,
+    Event,
+    VmClient,
+    eth0_addresses,
+    flush_eth0,
+    longest_loss,
+)
 from ipam.lab.labhost import LabHost
 from ipam.lab.netparts import Bridge, Vm, new_namespace, random_mac
 from ipam.lab.processes import spawn_detached
@@ -48,9 +61,12 @@ from ipam.polling import wait_for
 
 Progress = Callable[[str], None]
 HOST_DOWN_TIME = 3.0  # the lab's engine: a host is down 3 s after its last heartbeat
-FIRST_TRY_S = 3  # udhcpc waits this long for the answer to its one DISCOVER
-DHCLIENT_FIRST_TRY_S = 9  # dhclient's second DISCOVER comes 10 s after the first
+# how long a booting VM's first lease is waited for (its client goes on trying after):
+# udhcpc DISCOVERs at 0, 3 and 6 s; dhclient at about 0, 4 and 10 s
+LEASE_WAIT_S = {"udhcpc": 9.0, "dhclient": 12.0}
 CLIENTS = ("udhcpc", "dhclient", "both")
+LEASE_TIME = 120  # the lab agents' lease time: dnsmasq's minimum (it raises less to 120)
+WATCH_INTERVAL = 0.5  # seconds between looks at the VMs' eth0 while watching a failover
 
 
 @dataclass
@@ -63,6 +79,7 @@ class UpOptions:
     transport_url: str | None = None  # None: kombu filesystem:// in the lab directory
     database: str | None = None  # None: SQLite in the lab directory
     client: str = "udhcpc"
+    lease_time: int = LEASE_TIME
 
     def check(self) -> None:
         limits = {"hosts": (1, 20), "networks": (1, 50), "vms": (0, 500)}
@@ -76,6 +93,11 @@ class UpOptions:
             raise LabError(f"--port must be a TCP port, not {self.port}")
         if self.client not in CLIENTS:
             raise LabError(f"--client must be one of {', '.join(CLIENTS)}")
+        if not 120 <= self.lease_time <= 31_536_000:
+            raise LabError(
+                f"--lease-time must be between 120 (dnsmasq's minimum) and 31536000 seconds, "
+                f"not {self.lease_time}"
+            )
         if self.transport_url and not self.transport_url.startswith(("amqp://", "amqps://")):
             raise LabError("--transport-url takes an amqp:// or amqps:// URL (RabbitMQ)")
         if self.transport_url and not _loopback(urlsplit(self.transport_url).hostname or ""):
@@ -149,6 +171,7 @@ class Lab:
             "hosts": [],
             "vms": [],
             "next_vm": 1,
+            "lease_time": opts.lease_time,
         }
         record.save(self.dir, self.rec)
 
@@ -210,6 +233,7 @@ class Lab:
                     ns=name,
                     prefix=f"{name}-dhcp-",
                     segment_ns=fabric,
+                    lease_time=opts.lease_time,
                     start=False,
                 )
                 self.rec["hosts"][-1] = {**host.record(), "killed": False}
@@ -328,8 +352,9 @@ class Lab:
         booted = []
         for k in range(count):
             n = net or self.rec["networks"][k % len(self.rec["networks"])]
-            h = live[(k if net else k // len(self.rec["networks"])) % len(live)]
-            kind = client if client != "both" else ("udhcpc", "dhclient")[k % 2]
+            nth = k if net else k // len(self.rec["networks"])  # the nth VM of its network
+            h = live[nth % len(live)]
+            kind = client if client != "both" else ("udhcpc", "dhclient")[nth % 2]
             vm = self._boot_vm(api, n, h, kind, servers)
             booted.append(vm)
             self.progress(f"[{k + 1}/{count}] {_vm_line(vm)}")
@@ -379,18 +404,14 @@ class Lab:
             f"create the port of {name}",
         )["port"]
         booted = time.monotonic()  # the VM starts right after its port is created
+        booted_at = time.time()  # the same moment on the clock of the client's event log
         vm.set_mac(port["mac_address"])
-        work = self.dir / "vms"
-        work.mkdir(exist_ok=True)
-        if client == "udhcpc":
-            lease = vm.udhcpc(work, tries=1, timeout=FIRST_TRY_S, configure=True)
-            first_try = lease is not None
-            lease = lease or vm.udhcpc(work, tries=3, timeout=1, configure=True)
-        else:
-            lease = vm.dhclient(work, timeout=DHCLIENT_FIRST_TRY_S, configure=True)
-            first_try = lease is not None
-        took = time.monotonic() - booted
-        server_ip = (lease or {}).get("serverid")
+        dhcp = VmClient(self.dir / "vms" / name, name, client)
+        vm_rec["client_dir"] = str(dhcp.dir)
+        vm_rec["client_pid"] = dhcp.start()
+        record.save(self.dir, self.rec)
+        lease = self._wait_lease(dhcp, vm_rec["client_pid"], booted_at, LEASE_WAIT_S[client])
+        server_ip = lease.server if lease else None
         if server_ip and server_ip not in servers:
             servers.update(_dhcp_servers(api))
         vm_rec.update(
@@ -399,20 +420,139 @@ class Lab:
             allocated_ip=port["fixed_ips"][0]["ip_address"] if port["fixed_ips"] else None,
             port_status=port.get("status"),
             port_create_ms=round((booted - created) * 1000, 1),
-            leased_ip=(lease or {}).get("ip"),
+            leased_ip=lease.ip if lease else None,
             dhcp_server=server_ip,
             dhcp_server_host=servers.get(server_ip or ""),
-            time_to_lease_s=round(took, 3) if lease else None,
-            first_try=first_try,
+            time_to_lease_s=round(max(0.0, lease.at - booted_at), 3) if lease else None,
+            first_try=bool(lease) and dhcp.discovers() == 1,
         )
         record.save(self.dir, self.rec)
         return vm_rec
 
+    @staticmethod
+    def _wait_lease(dhcp: VmClient, pid: int, since: float, timeout: float) -> Event | None:
+        """The client's first lease since ``since``, or None after ``timeout`` s (or when the
+        client died)."""
+
+        def bound() -> Event | bool | None:
+            return dhcp.configured(since) or not dhcp.running(pid)
+
+        try:
+            wait_for(bound, timeout, "a lease", interval=0.005)
+        except TimeoutError:
+            return None
+        return dhcp.configured(since)
+
+    def reboot(
+        self, names: list[str], timeout: float = 60, parallel: int = 10
+    ) -> list[dict[str, Any]]:
+        """Reboot VMs: each one's DHCP client is SIGKILLed (no RELEASE), eth0 loses its
+        address, and the client starts again as at a reboot: dhclient with its lease file
+        (INIT-REBOOT: a broadcast REQUEST for its address), udhcpc asking for its old
+        address (``-r``). Time from the restart to the lease, and its server. ``parallel``
+        VMs at a time; each is waited for up to ``timeout`` s."""
+        if not names:
+            raise LabError("name the VMs to reboot")
+        if not 0 < timeout <= 3600:
+            raise LabError(f"--timeout must be between 0 and 3600 seconds, not {timeout}")
+        if not 1 <= parallel <= 500:
+            raise LabError(f"--parallel must be between 1 and 500, not {parallel}")
+        _require_root()
+        with record.locked(self.dir):
+            self._load_running()
+            vms = [self._vm(n) for n in dict.fromkeys(names)]
+            dead = {h["name"] for h in self.rec["hosts"] if h.get("killed")}
+            cut_off = [f"{v['name']} (on {v['host']})" for v in vms if v["host"] in dead]
+            if cut_off:
+                raise LabError(
+                    f"cannot reboot VMs on a killed host: {', '.join(cut_off)}; "
+                    "'ovirt-ipam lab host start' first"
+                )
+            with self._api() as api:
+                servers = _dhcp_servers(api)
+                out = []
+                for first in range(0, len(vms), parallel):
+                    out += self._reboot_wave(api, vms[first : first + parallel], timeout, servers)
+            return out
+
+    def _reboot_wave(
+        self,
+        api: httpx.Client,
+        vms: list[dict[str, Any]],
+        timeout: float,
+        servers: dict[str, str],
+    ) -> list[dict[str, Any]]:
+        started: list[tuple[dict[str, Any], VmClient, str | None, float, int]] = []
+        for vm in vms:
+            dhcp = _client(vm)
+            held = dhcp.lease()
+            old_ip = held.ip if held else vm.get("leased_ip")
+            dhcp.kill(vm.get("client_pid"))
+            flush_eth0(vm["namespace"])
+            offset = dhcp.log_size()
+            at = time.time()
+            vm["client_pid"] = dhcp.start(request_ip=old_ip if dhcp.kind == "udhcpc" else None)
+            started.append((vm, dhcp, old_ip, at, offset))
+        record.save(self.dir, self.rec)
+        results: dict[str, dict[str, Any]] = {}
+
+        def all_bound() -> bool:
+            for vm, dhcp, old_ip, at, offset in started:
+                if vm["name"] in results:
+                    continue
+                lease = dhcp.configured(at)
+                if lease is None:
+                    continue
+                if lease.server not in servers:
+                    servers.update(_dhcp_servers(api))
+                results[vm["name"]] = res = {
+                    "vm": vm["name"],
+                    "host": vm["host"],
+                    "client": dhcp.kind,
+                    "address_before": old_ip,
+                    "leased_ip": lease.ip,
+                    "event": lease.name,
+                    "seconds": round(max(0.0, lease.at - at), 3),
+                    "dhcp_server": lease.server,
+                    "dhcp_server_host": servers.get(lease.server),
+                    "discovers": dhcp.discovers(offset),
+                    "address_on_eth0": lease.ip in eth0_addresses(vm["namespace"]),
+                }
+                self.progress(f"{vm['name']} rebooted: {_reboot_line(res)}")
+            return len(results) == len(started)
+
+        with contextlib.suppress(TimeoutError):
+            wait_for(all_bound, timeout, "rebooted VMs' leases", interval=0.005)
+        out = []
+        for vm, dhcp, old_ip, _at, offset in started:
+            res = results.get(vm["name"]) or {
+                "vm": vm["name"],
+                "host": vm["host"],
+                "client": dhcp.kind,
+                "address_before": old_ip,
+                "leased_ip": None,
+                "event": None,
+                "seconds": None,
+                "dhcp_server": None,
+                "dhcp_server_host": None,
+                "discovers": dhcp.discovers(offset),
+                "address_on_eth0": False,
+            }
+            if res["leased_ip"] is None:
+                self.progress(f"{vm['name']} rebooted: NO LEASE after {timeout:g} s")
+            out.append(res)
+        return out
+
     # -- hosts ------------------------------------------------------------------------------
 
-    def kill_host(self, name: str, wait: bool = True) -> dict[str, Any]:
+    def kill_host(self, name: str, wait: bool = True, watch: float = 0) -> dict[str, Any]:
         """The host dies: its processes are SIGKILLed and its uplinks go down. With
-        ``wait``, watch the engine move its networks to other hosts."""
+        ``wait``, watch the engine move its networks to other hosts; then report on the
+        VMs (on live hosts) whose lease came from the killed host: did they keep their
+        address, and which server answered them since. ``watch`` > 0: keep watching
+        them, up to ``watch`` s after the kill, until each has renewed or rebound."""
+        if not 0 <= watch <= 86400:
+            raise LabError(f"--watch must be between 0 and 86400 seconds, not {watch}")
         _require_root()
         with record.locked(self.dir):
             self._load_running()
@@ -421,25 +561,139 @@ class Lab:
                 raise LabError(f"host {name} is already killed; 'ovirt-ipam lab host start {name}'")
             with self._api() as api:
                 serving = serving_hosts(api)  # one request, before the host dies
+                servers = _dhcp_servers(api)
                 served = [n for n in self.rec["networks"] if name in serving.get(n["id"], [])]
+                clients = self._served_by(name, servers)
+                dead = {h["name"] for h in self.rec["hosts"] if h.get("killed")} | {name}
+                affected = {v["name"]: c for v, c in clients if v["host"] not in dead}
+                address = AddressWatch(
+                    {v: (self._vm(v)["namespace"], c["ip"]) for v, c in affected.items()},
+                    WATCH_INTERVAL,
+                )
                 lab_host = LabHost.attach(host)
                 procs = len(lab_host.processes())
+                killed_wall = time.time()
                 killed_at = time.monotonic()  # SIGKILL goes out first thing in kill()
-                lab_host.kill()
-                lab_host.set_uplinks(False)
-                host["killed"] = True
-                record.save(self.dir, self.rec)
-                names = ", ".join(n["name"] for n in served) or "no network"
-                self.progress(
-                    f"killed host {name}: {procs} processes (host service, DHCP agent, dnsmasq) "
-                    f"SIGKILLed, uplinks down; it served {names}"
-                )
-                out: dict[str, Any] = {"host": name, "served": [n["name"] for n in served]}
-                if wait and served:
-                    out["failover"] = self._wait_served(
-                        api, served, {name}, HOST_DOWN_TIME + 30, since=killed_at
+                address.start()
+                try:
+                    lab_host.kill()
+                    lab_host.set_uplinks(False)
+                    host["killed"] = True
+                    record.save(self.dir, self.rec)
+                    names = ", ".join(n["name"] for n in served) or "no network"
+                    self.progress(
+                        f"killed host {name}: {procs} processes (host service, DHCP agent, "
+                        f"dnsmasq) SIGKILLed, uplinks down; it served {names}"
                     )
+                    out: dict[str, Any] = {
+                        "host": name,
+                        "served": [n["name"] for n in served],
+                        "killed_at": round(killed_wall, 3),
+                    }
+                    if (wait or watch) and served:
+                        out["failover"] = self._wait_served(
+                            api, served, {name}, HOST_DOWN_TIME + 30, since=killed_at
+                        )
+                    cut_off = [v["name"] for v, _ in clients if v["host"] in dead]
+                    out["vms_on_killed_hosts"] = cut_off
+                    if cut_off:
+                        self.progress(
+                            f"{len(cut_off)} VMs served by {name} run on a killed host "
+                            "(cut off with it): not followed"
+                        )
+                    out["vms"] = self._follow(
+                        api, affected, name, killed_wall, killed_at + watch, address
+                    )
+                finally:
+                    address.stop()
                 return out
+
+    def _served_by(
+        self, host: str, servers: dict[str, str]
+    ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """The VMs whose current lease (their client's last event) came from ``host``'s
+        dnsmasq, each with what it held: its address, server, lease start and length."""
+        out = []
+        for vm in self.rec["vms"]:
+            if "port_id" not in vm or "client_dir" not in vm:
+                continue
+            lease = _client(vm).lease()
+            if lease is None or servers.get(lease.server) != host:
+                continue
+            length = lease.lease or self.rec.get("lease_time", LEASE_TIME)
+            out.append(
+                (
+                    vm,
+                    {
+                        "ip": lease.ip,
+                        "server": lease.server,
+                        "since": lease.at,
+                        "t1": lease.at + length / 2,
+                        "t2": lease.at + (rebind_time(length) or length * 7 / 8),
+                        "expires": lease.at + length,
+                    },
+                )
+            )
+        return out
+
+    def _follow(
+        self,
+        api: httpx.Client,
+        held: dict[str, dict[str, Any]],
+        killed: str,
+        killed_wall: float,
+        deadline: float,
+        address: AddressWatch,
+    ) -> list[dict[str, Any]]:
+        """Each VM of ``held`` after the kill: its address kept, and the server that
+        answered its renew/rebind since. Until ``deadline`` (monotonic) passes, look again
+        every WATCH_INTERVAL s until each was answered, showing what changes."""
+        servers = _dhcp_servers(api)
+        shown: dict[str, tuple[bool, bool]] = {}
+        last_summary = time.monotonic()
+
+        def look() -> list[dict[str, Any]]:
+            vms = [self._vm(name) for name in held]
+            answering = {
+                e.server
+                for vm in vms
+                for e in _client(vm).events(killed_wall)
+                if e.name in CONFIGURED and e.server
+            }
+            if answering - servers.keys():  # a server it has not seen yet
+                servers.update(_dhcp_servers(api))
+            return [
+                _continuity(vm, held[vm["name"]], killed, killed_wall, servers, address)
+                for vm in vms
+            ]
+
+        states = look()
+        if held:
+            self.progress(
+                f"{len(held)} VMs on live hosts held leases from {killed}: "
+                f"{sum(s['kept_address'] for s in states)} keep their address"
+            )
+        while True:
+            for st in states:
+                key = (st["kept_address"], st["answered_by"] is not None)
+                if shown.get(st["vm"], (True, False)) != key:
+                    self.progress(f"{st['vm']}: {_continuity_line(st)}")
+                shown[st["vm"]] = key
+            done = all(s["answered_by"] for s in states)
+            if done or time.monotonic() >= deadline:
+                break
+            if time.monotonic() - last_summary >= 10:
+                last_summary = time.monotonic()
+                waiting = [s for s in states if not s["answered_by"]]
+                t2s = [s["t2_at"] for s in waiting if s["t2_at"] > time.time()]
+                self.progress(
+                    f"watching: {len(states) - len(waiting)}/{len(states)} answered by a live "
+                    f"server, {sum(not s['kept_address'] for s in states)} lost their address; "
+                    + (f"next T2 at {_clock(min(t2s))}" if t2s else "every T2 has passed")
+                )
+            time.sleep(min(WATCH_INTERVAL, max(0.0, deadline - time.monotonic())))
+            states = look()
+        return states
 
     def start_host(self, name: str) -> dict[str, Any]:
         _require_root()
@@ -516,7 +770,8 @@ class Lab:
                 for n in rec["networks"]
                 if "id" in n
             ],
-            "vms": [v for v in rec["vms"] if "port_id" in v],
+            "lease_time": rec.get("lease_time", LEASE_TIME),
+            "vms": [_vm_now(v) for v in rec["vms"] if "port_id" in v],
         }
 
     # -- down ------------------------------------------------------------------------------
@@ -536,6 +791,12 @@ class Lab:
         if self.rec.get("database") and self._engine_alive():
             self._delete_from_store()
         ended = 0
+        clients = []
+        for vm in self.rec.get("vms", []):
+            if "client_dir" in vm and _client(vm).running(vm.get("client_pid")):
+                with contextlib.suppress(psutil.Error):
+                    clients.append(psutil.Process(vm["client_pid"]))
+        ended += processes.end(clients, grace=2)
         for h in self.rec.get("hosts", []):
             if not h.get("pending"):
                 lab_host = LabHost.attach(h)
@@ -624,6 +885,12 @@ class Lab:
         known = ", ".join(h["name"] for h in self.rec["hosts"])
         raise LabError(f"lab {self.name} has no host {name!r} (it has {known})")
 
+    def _vm(self, name: str) -> dict[str, Any]:
+        for vm in self.rec["vms"]:
+            if name == vm["name"] and "client_dir" in vm:
+                return vm
+        raise LabError(f"lab {self.name} has no VM {name!r} ('ovirt-ipam lab status' lists them)")
+
     def _wait_served(
         self,
         api: httpx.Client,
@@ -683,6 +950,108 @@ def _vm_line(vm: dict[str, Any]) -> str:
     return (
         f"{vm['name']} on {vm['host']}, {vm['network']}: port {vm['allocated_ip']} "
         f"{vm['mac']} {vm['port_status']}, {vm['client']} {lease}"
+    )
+
+
+def _client(vm: dict[str, Any]) -> VmClient:
+    return VmClient(Path(vm["client_dir"]), vm["namespace"], vm["client"])
+
+
+def _clock(at: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(at))
+
+
+def _vm_now(vm: dict[str, Any]) -> dict[str, Any]:
+    """A VM's record, and what its running client holds now."""
+    out = dict(vm)
+    if "client_dir" in vm:
+        dhcp = _client(vm)
+        lease = dhcp.lease()
+        out["client_running"] = dhcp.running(vm.get("client_pid"))
+        out["eth0"] = eth0_addresses(vm["namespace"])
+        out["lease_now"] = (
+            {"ip": lease.ip, "server": lease.server, "event": lease.name, "at": lease.at}
+            if lease
+            else None
+        )
+    return out
+
+
+def _continuity(
+    vm: dict[str, Any],
+    before: dict[str, Any],
+    killed: str,
+    killed_wall: float,
+    servers: dict[str, str],
+    address: AddressWatch,
+) -> dict[str, Any]:
+    """A VM whose lease came from the killed host, now: the address it held still on its
+    eth0 (and never missing while watched), no deconfig/expire/nak since the kill, and
+    which live server answered its renew/rebind (if it did yet)."""
+    events = _client(vm).events(killed_wall)
+    lost = [e for e in events if e.name in LOST]
+    answer = next(
+        (e for e in events if e.name in CONFIGURED and e.ip and servers.get(e.server) != killed),
+        None,
+    )
+    on_eth0 = before["ip"] in eth0_addresses(vm["namespace"])
+    # the longer of what the looks at eth0 saw and what the client's events say
+    without = max(
+        address.longest_gap(vm["name"]), longest_loss(events, time.time(), before["expires"])
+    )
+    kept = (
+        on_eth0
+        and not lost
+        and not without
+        and not address.lost(vm["name"])
+        and (answer is None or answer.ip == before["ip"])
+    )
+    return {
+        "vm": vm["name"],
+        "host": vm["host"],
+        "network": vm["network"],
+        "client": vm["client"],
+        "ip": before["ip"],
+        "server_before": before["server"],
+        "server_before_host": killed,
+        "address_on_eth0": on_eth0,
+        "kept_address": kept,
+        "lost_events": [
+            {"event": e.name, "after_kill_s": round(e.at - killed_wall, 1)} for e in lost
+        ],
+        "seconds_without_address": round(without, 3),
+        "answered_by": answer.server if answer else None,
+        "answered_by_host": servers.get(answer.server, "?") if answer else None,
+        "answer_event": answer.name if answer else None,
+        "answered_ip": answer.ip if answer else None,
+        "answered_after_kill_s": round(answer.at - killed_wall, 1) if answer else None,
+        "t1_at": round(before["t1"], 3),
+        "t2_at": round(before["t2"], 3),
+        "expires_at": round(before["expires"], 3),
+    }
+
+
+def _continuity_line(st: dict[str, Any]) -> str:
+    if st["kept_address"]:
+        head = f"{st['ip']} kept"
+    else:
+        why = ", ".join(f"{e['event']} at +{e['after_kill_s']:.1f} s" for e in st["lost_events"])
+        head = f"LOST {st['ip']}" + (f" ({why})" if why else "")
+        if st["seconds_without_address"]:
+            head += f", {st['seconds_without_address']:.3f} s without it"
+    if st["answered_by"]:
+        return (
+            f"{head}; {st['answer_event']} answered by {st['answered_by_host']} "
+            f"({st['answered_by']}) {st['answered_after_kill_s']:.1f} s after the kill"
+        )
+    return f"{head}; not yet renewed (T2 at {_clock(st['t2_at'])})"
+
+
+def _reboot_line(res: dict[str, Any]) -> str:
+    return (
+        f"{res['client']} {res['event']} {res['leased_ip']} in {res['seconds'] * 1000:.0f} ms "
+        f"from {res['dhcp_server_host'] or '?'} ({res['dhcp_server']}), "
+        f"{res['discovers']} DISCOVER{'' if res['discovers'] == 1 else 's'}"
     )
 
 

@@ -37,10 +37,12 @@ class LabHost:
         prefix: str | None = None,
         segment_ns: str | None = None,
         extra_conf: str = "",
+        lease_time: int = 120,
         start: bool = True,
     ) -> None:
         """``segments`` maps each VDSM network name to its segment bridge (in
-        ``segment_ns``; None: the caller's namespace)."""
+        ``segment_ns``; None: the caller's namespace). ``lease_time``: its agent's
+        ``[dhcp_agent] lease_time`` (120 s, dnsmasq's minimum, unless said)."""
         self.tmp, self.name = tmp, name
         self.ns = ns or f"tlh-{name}"
         self.prefix = prefix or f"t-{name}-"
@@ -64,7 +66,7 @@ class LabHost:
             mapping_file = {self.state}/dhcp-networks.json
             namespace_prefix = {self.prefix}
             heartbeat_interval = 0.5
-            lease_time = 120
+            lease_time = {lease_time}
             [host]
             heartbeat_interval = 0.3
             agent_manager = direct
