@@ -32,6 +32,7 @@ from ipam import contracts
 from ipam.contracts import Envelope, NetworkState, PortState
 from ipam.messaging import Bus
 from ipam.outbox import Outbox
+from vdsm_verb import config as host_config  # noqa: F401 (registers [host] vdsm_netconf_dir)
 
 LOG = logging.getLogger(__name__)
 _STOP = object()
@@ -182,7 +183,9 @@ class Agent:
         self.outbox = Outbox(bus)  # acknowledgements and releases wait out a lost bus
         self.host = contracts.validate_host(conf.dhcp_agent.host)
         self.driver = OvirtInterfaceDriver(
-            conf.dhcp_agent.mapping_file, conf.dhcp_agent.namespace_prefix
+            conf.dhcp_agent.mapping_file,
+            conf.dhcp_agent.namespace_prefix,
+            conf.host.vdsm_netconf_dir,
         )
         self.state_dir = Path(conf.state_path) / "dhcp"
         self.workers: dict[str, NetworkWorker] = {}
@@ -403,3 +406,18 @@ def shutdown_all(conf: cfg.ConfigOpts) -> None:
     """Stop serving everything (the verb's empty list): dnsmasq, links, files."""
     driver = OvirtInterfaceDriver(conf.dhcp_agent.mapping_file, conf.dhcp_agent.namespace_prefix)
     remove_dhcp_state(Path(conf.state_path) / "dhcp", driver, keep=set())
+
+
+def cleanup_unmapped(conf: cfg.ConfigOpts) -> int:
+    """``ovirt-ipam dhcp-cleanup``: stop the DHCP servers (dnsmasq, links, files) of
+    every network not in the mapping, as a stopped agent leaves them running. VDSM's
+    setDHCP runs it (ovirt-ipam-dhcp-cleanup.service) after stopping the agent for an
+    empty list. An unreadable mapping stops nothing (exit status 1)."""
+    try:
+        keep = set(read_mapping(conf.dhcp_agent.mapping_file))
+    except MappingError as exc:
+        LOG.error("Cannot read the network mapping: %s; nothing stopped", exc)
+        return 1
+    driver = OvirtInterfaceDriver(conf.dhcp_agent.mapping_file, conf.dhcp_agent.namespace_prefix)
+    remove_dhcp_state(Path(conf.state_path) / "dhcp", driver, keep=keep)
+    return 0

@@ -13,7 +13,9 @@ For each network this host serves, the driver builds::
 
 - **Who decides.** :meth:`OvirtInterfaceDriver.serves` says yes only if the network id
   is in the mapping written by ``Host.setDHCP`` (see :mod:`dhcp_driver.mapping`) under
-  that VDSM name, and a bridge of that name exists in the caller's network namespace.
+  that VDSM name, and a bridge of that name exists in the caller's network namespace;
+  where VDSM runs (its running configuration, ``netconf_dir``, exists), also only if
+  VDSM has that network as a bridged network: the host service reports the same.
 - **Names** of namespaces and devices are derived from the network id only (checked to
   be a canonical UUID), never from user text; the namespace prefix is configuration and
   checked at construction. Device names are 14 characters (Linux allows 15).
@@ -47,6 +49,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from dhcp_driver.mapping import is_canonical_uuid, is_vdsm_name, read_mapping
 from dhcp_driver.netns import iproute_in as _iproute
 from dhcp_driver.netns import netns_fd as _netns_fd
+from vdsm_verb.vdsm_plugin.network.ovirt_ipam_dhcp import vdsm_networks
 
 __all__ = [
     "DEFAULT_NAMESPACE_PREFIX",
@@ -174,7 +177,12 @@ def _address_of(msg: Any) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
 class OvirtInterfaceDriver:
     """Plugs the DHCP agent's interfaces into oVirt bridges (one namespace per network)."""
 
-    def __init__(self, mapping_path: str, namespace_prefix: str = DEFAULT_NAMESPACE_PREFIX):
+    def __init__(
+        self,
+        mapping_path: str,
+        namespace_prefix: str = DEFAULT_NAMESPACE_PREFIX,
+        netconf_dir: str | None = None,
+    ):
         if not isinstance(namespace_prefix, str) or not _PREFIX.fullmatch(namespace_prefix):
             raise InterfaceError(
                 f"namespace prefix {namespace_prefix!r} must be 1-64 characters of "
@@ -182,6 +190,7 @@ class OvirtInterfaceDriver:
             )
         self.mapping_path = os.fspath(mapping_path)
         self.namespace_prefix = namespace_prefix
+        self.netconf_dir = netconf_dir or None  # VDSM's running network configuration
 
     # -- names -----------------------------------------------------------------------
 
@@ -206,13 +215,17 @@ class OvirtInterfaceDriver:
 
     def serves(self, network_id: str, vdsm_name: str) -> bool:
         """True if this host serves the network: the mapping lists network_id under
-        vdsm_name and a bridge named vdsm_name exists in the caller's netns.
+        vdsm_name, a bridge named vdsm_name exists in the caller's netns, and, where
+        VDSM runs, VDSM's running configuration has vdsm_name as a bridged network.
 
         The mapping file is re-read on every call; an invalid file raises MappingError.
         """
         if not is_canonical_uuid(network_id) or not is_vdsm_name(vdsm_name):
             return False
         if read_mapping(self.mapping_path).get(network_id) != vdsm_name:
+            return False
+        known = vdsm_networks(self.netconf_dir) if self.netconf_dir else None
+        if known is not None and vdsm_name not in known:
             return False
         with _iproute() as ipr:
             link = _get_link(ipr, vdsm_name)

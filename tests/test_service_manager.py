@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from vdsm_verb.service_manager import UNIT, ServiceError, SystemdService
+from vdsm_verb.vdsm_plugin.network.ovirt_ipam_dhcp import CLEANUP_UNIT
 
 FAKE = """#!/bin/sh
 echo "$@" >> {log}
@@ -41,6 +42,7 @@ def test_systemd_service_drives_the_shipped_unit(systemctl: Path) -> None:
     service.reconcile()
     service.stop()
     assert service.running() is None
+    service.cleanup()  # what VDSM's supervdsm runs after stopping it for no networks
     calls = systemctl.read_text().splitlines()
     assert calls == [
         f"show --property=MainPID --value {UNIT}",
@@ -49,6 +51,7 @@ def test_systemd_service_drives_the_shipped_unit(systemctl: Path) -> None:
         f"reload {UNIT}",
         f"stop {UNIT}",
         f"show --property=MainPID --value {UNIT}",
+        f"start {CLEANUP_UNIT}",
     ]
 
 

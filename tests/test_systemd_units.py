@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ipam.cli.main import build_parser
 from vdsm_verb.service_manager import UNIT
+from vdsm_verb.vdsm_plugin.network.ovirt_ipam_dhcp import CLEANUP_UNIT
 
 UNITS = Path(__file__).resolve().parent.parent / "etc" / "systemd"
 
@@ -24,6 +25,7 @@ def test_units_start_existing_subcommands() -> None:
         ("ovirt-ipam-engine.service", "engine"),
         ("ovirt-ipam-host.service", "host"),
         (UNIT, "dhcp-agent"),
+        (CLEANUP_UNIT, "dhcp-cleanup"),
     ]:
         argv = _unit(name)["Service"]["ExecStart"].split()
         assert argv[0].endswith("/ovirt-ipam") and argv[1] == command and command in commands
@@ -34,3 +36,16 @@ def test_agent_unit_reloads_by_sighup_and_spares_dnsmasq() -> None:
     service = _unit(UNIT)["Service"]
     assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
     assert service["KillMode"] == "process"
+
+
+def test_cleanup_unit_is_a_oneshot_after_the_agent() -> None:
+    """setDHCP with no networks stops the agent, then starts this unit (and waits for
+    it): the DHCP servers the stopped agent left are stopped."""
+    unit = _unit(CLEANUP_UNIT)
+    assert unit["Service"]["Type"] == "oneshot"
+    assert UNIT in unit["Unit"]["After"].split()
+    assert "Install" not in unit  # never enabled: run by the verb only
+
+
+def test_agent_starts_after_vdsm_restored_the_bridges() -> None:
+    assert "vdsm-network.service" in _unit(UNIT)["Unit"]["After"].split()

@@ -23,6 +23,16 @@ host_opts = [
         help="How the DHCP agent's lifecycle is managed.",
     ),
     cfg.StrOpt(
+        "vdsm_netconf_dir",
+        default="/var/lib/vdsm/staging/netconf",
+        help="VDSM's running network configuration (one JSON file per network under "
+        "nets/, what getCapabilities reports). Where this directory exists, the host's "
+        "oVirt networks (heartbeat, and what the DHCP agent may serve) are the bridged "
+        "networks listed there whose bridge exists; a bridge VDSM does not know is "
+        "not reported. Where it does not (no VDSM: the lab), every Linux bridge with a "
+        "VDSM network name. Empty: always the Linux bridges.",
+    ),
+    cfg.StrOpt(
         "agent_pidfile",
         sample_default="$state_path/dhcp-agent.pid",
         help="Pid file of the agent with agent_manager=direct.",

@@ -3,13 +3,17 @@ it, and the host's heartbeat to the engine.
 
 It serves JSON-RPC 2.0 requests from the bus queue of this host, one at a time
 (one consumer, and the verb's lock), and replies on the caller's reply queue.
-Every heartbeat names the host and the oVirt networks it carries: the bridges
-present, by VDSM name.
+Every heartbeat names the host and the oVirt networks it carries, by VDSM name:
+where VDSM runs, the bridged networks of its running configuration whose bridge
+exists (a bridge VDSM does not know, virbr0 or docker0, is not reported, so no
+network is placed on a host that does not carry it); elsewhere (the lab), the
+Linux bridges present.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import select
 import signal
 import threading
@@ -29,6 +33,7 @@ from ipam.messaging import Bus
 from vdsm_verb import config as host_config  # noqa: F401 (registers [host])
 from vdsm_verb.jsonrpc import dispatch
 from vdsm_verb.service_manager import AgentService, DirectService, SystemdService, systemd_running
+from vdsm_verb.vdsm_plugin.network.ovirt_ipam_dhcp import vdsm_networks
 from vdsm_verb.verb import DhcpVerb
 
 LOG = logging.getLogger(__name__)
@@ -52,15 +57,32 @@ def build_verb(conf: cfg.ConfigOpts) -> DhcpVerb:
     )
 
 
-def bridges() -> list[str]:
-    """The oVirt networks this host carries: its bridges, by (VDSM) name."""
+def bridges(netconf_dir: str | None = None) -> list[str]:
+    """The oVirt networks this host carries, by (VDSM) name: its Linux bridges; where
+    VDSM runs (netconf_dir, its running configuration, exists) only those that are
+    bridged networks there."""
     with IPRoute() as ip:
-        names = [
+        names = {
             link.get_attr("IFLA_IFNAME")
             for link in ip.get_links()
             if link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") == "bridge"
-        ]
+        }
+    known = vdsm_networks(netconf_dir) if netconf_dir else None
+    if known is not None:
+        names &= known
     return sorted(n for n in names if is_vdsm_name(n))
+
+
+def netconf_stamp(netconf_dir: str | None) -> tuple[int, int] | None:
+    """Changes when VDSM saves its running configuration (it replaces the directory
+    behind a symlink): a network VDSM set up is then reported at once too."""
+    if not netconf_dir:
+        return None
+    try:
+        st = os.stat(os.path.join(netconf_dir, "nets"))
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
 
 
 def watch_links(changed: threading.Event, stopping: threading.Event) -> None:
@@ -87,6 +109,7 @@ class HostService:
         self.stopping = threading.Event()
         self.links_changed = threading.Event()
         self.started_at = time.time()
+        self.netconf_dir: str | None = conf.host.vdsm_netconf_dir or None
         self._reported: list[str] | None = None
 
     def on_message(self, env: contracts.Envelope, body: BaseModel) -> None:
@@ -101,7 +124,7 @@ class HostService:
         )
 
     def heartbeat(self) -> None:
-        now = bridges()
+        now = bridges(self.netconf_dir)
         if self._reported is not None and now != self._reported:
             LOG.info("Host %s now carries bridges %s", self.host, ", ".join(now) or "(none)")
         self._reported = now
@@ -129,10 +152,15 @@ class HostService:
             target=watch_links, name="links", daemon=True, args=(self.links_changed, self.stopping)
         ).start()
         next_beat = 0.0
+        stamp = netconf_stamp(self.netconf_dir)
         while not self.stopping.is_set():
             changed = self.links_changed.is_set()
             self.links_changed.clear()
-            if time.monotonic() >= next_beat or (changed and bridges() != self._reported):
+            now_stamp = netconf_stamp(self.netconf_dir)
+            changed, stamp = changed or now_stamp != stamp, now_stamp
+            if time.monotonic() >= next_beat or (
+                changed and bridges(self.netconf_dir) != self._reported
+            ):
                 try:
                     self.heartbeat()
                 except Exception:

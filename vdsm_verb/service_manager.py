@@ -1,6 +1,7 @@
-"""Starting, reconciling and stopping the DHCP agent: through systemd where it runs,
-otherwise by direct supervision (a pid file, and psutil to check that the process
-behind it is really our agent and not a recycled pid)."""
+"""Starting, reconciling and stopping the DHCP agent: through systemd where it runs
+(:class:`SystemdService`, the code VDSM's supervdsm runs), otherwise by direct
+supervision (a pid file, and psutil to check that the process behind it is really
+our agent and not a recycled pid)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ from typing import Protocol
 
 import psutil
 
+from vdsm_verb.vdsm_plugin.network import ovirt_ipam_dhcp as core
+
 LOG = logging.getLogger(__name__)
-UNIT = "ovirt-ipam-dhcp-agent.service"
+UNIT = core.AGENT_UNIT
 
 
-class ServiceError(Exception):
-    pass
+# The systemd path is the one VDSM's supervdsm takes too: one implementation.
+ServiceError = core.AgentError
 
 
 class AgentService(Protocol):
@@ -34,34 +37,7 @@ class AgentService(Protocol):
     def stop(self) -> None: ...
 
 
-class SystemdService:
-    def __init__(self, unit: str = UNIT) -> None:
-        self.unit = unit
-
-    def _ctl(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            ["systemctl", *args, self.unit], capture_output=True, text=True, timeout=60, check=False
-        )
-
-    def running(self) -> int | None:
-        out = self._ctl("show", "--property=MainPID", "--value")
-        pid = int(out.stdout.strip() or 0)
-        return pid or None
-
-    def start(self) -> None:
-        result = self._ctl("start")
-        if result.returncode != 0:
-            raise ServiceError(f"systemctl start {self.unit} failed: {result.stderr.strip()}")
-
-    def reconcile(self) -> None:
-        result = self._ctl("reload")  # the unit's ExecReload sends SIGHUP
-        if result.returncode != 0:
-            raise ServiceError(f"systemctl reload {self.unit} failed: {result.stderr.strip()}")
-
-    def stop(self) -> None:
-        result = self._ctl("stop")
-        if result.returncode != 0:
-            raise ServiceError(f"systemctl stop {self.unit} failed: {result.stderr.strip()}")
+SystemdService = core.SystemdAgent
 
 
 class DirectService:

@@ -49,6 +49,13 @@ def _dhcp_agent(rest: list[str]) -> int:
     return 0
 
 
+def _dhcp_cleanup(rest: list[str]) -> int:
+    from dhcp_driver import config as agent_config  # noqa: F401 (registers [dhcp_agent])
+    from dhcp_driver.agent import cleanup_unmapped
+
+    return cleanup_unmapped(_load_conf(rest))
+
+
 def _host(rest: list[str]) -> int:
     from vdsm_verb.host_service import HostService
 
@@ -100,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     sub.add_parser(
+        "dhcp-cleanup",
+        help="stop the DHCP servers of every network not in the mapping (after the "
+        "agent stopped for Host.setDHCP with no networks)",
+        description="Options: --config-file, --config-dir (oslo.config).",
+        add_help=False,
+    )
+    sub.add_parser(
         "host",
         help="run the host service (Host.setDHCP over the bus, heartbeats)",
         description="Options: --config-file, --config-dir (oslo.config).",
@@ -132,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
             return _engine(rest)
         if args.command == "dhcp-agent":
             return _dhcp_agent(rest)
+        if args.command == "dhcp-cleanup":
+            return _dhcp_cleanup(rest)
         if args.command == "host":
             return _host(rest)
         if args.command == "host-call":

@@ -1,0 +1,1 @@
+"""A fake of VDSM's package, for the plug-in's tests (see ../README.md)."""

@@ -1,0 +1,1 @@
+"""Files for VDSM's ``vdsm/network`` package (not installed there: this file is ours)."""
