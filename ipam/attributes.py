@@ -75,7 +75,12 @@ def _check_text(key: str, value: Any) -> None:
 
 
 def with_passive(extra: dict[str, Any], passive: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(passive)
+    """The defaults (a list or dict of each view its own) updated with extra. Runs once
+    per item of a list: an empty default is made anew, not deep-copied."""
+    out = dict(passive)
+    for key, value in passive.items():
+        if isinstance(value, list | dict):
+            out[key] = copy.deepcopy(value) if value else type(value)()
     out.update(extra or {})
     return out
 

@@ -2,7 +2,8 @@
 
 - ``sync.request``: subscribes the host to the networks it asks for, first, then
   answers with their full state (network, subnets, ports) and the host's own DHCP
-  port on each (created or brought up to date here); unknown ids are ``missing``.
+  port on each (created or brought up to date here); unknown ids, and networks
+  without a bridge (vdsm_name null), are ``missing``.
   Subscribing first means that a change committed after the state was read is
   also published to the agent, so nothing falls between the two.
 - ``port.ack``: records the readiness acknowledgements; a port acknowledged at
@@ -40,6 +41,11 @@ from ipam.notifier import SENDER, Notifier, network_info, port_state, subnet_sta
 from ipam.store import Store
 
 LOG = logging.getLogger(__name__)
+
+
+class _NoBridge(Exception):
+    """The network has no bridge (vdsm_name null): no agent can serve it, and the
+    contract's NetworkInfo needs a valid VDSM name, so it is answered as missing."""
 
 
 class BusServer:
@@ -120,6 +126,13 @@ class BusServer:
                 states.append(self._network_state(net_id, host))
             except NetworkNotFound:
                 missing.append(net_id)
+            except _NoBridge:
+                LOG.warning(
+                    "Sync of host %s: network %s has no bridge (vdsm_name null): not served",
+                    host,
+                    net_id,
+                )
+                missing.append(net_id)
         reply = contracts.make("sync.reply", SyncReply(networks=states, missing=missing), SENDER)
         self.bus.reply(env, reply)
         LOG.info(
@@ -131,6 +144,8 @@ class BusServer:
         )
 
     def _network_state(self, net_id: str, host: str) -> NetworkState:
+        if self.store.get_network(net_id)["vdsm_name"] is None:
+            raise _NoBridge(net_id)  # no DHCP port, no state: no agent serves it
         try:
             self.store.ensure_dhcp_port(net_id, host)
         except NetworkNotFound:
@@ -138,6 +153,8 @@ class BusServer:
         except IpamError as exc:
             LOG.warning("No DHCP port for host %s on network %s: %s", host, net_id, exc.message)
         state = self.store.network_state(net_id)
+        if state["network"]["vdsm_name"] is None:
+            raise _NoBridge(net_id)
         device_id = f"dhcp-{host}"
         dhcp_subnets = {s["id"] for s in state["subnets"] if s["enable_dhcp"]}
         dhcp_port = next(

@@ -122,7 +122,11 @@ dhcp_opts = [
         "ready_timeout",
         default=10.0,
         min=0,
-        help="Longest wait for the ready policy, in seconds; then the port is returned DOWN.",
+        max=25,
+        help="Longest wait for the ready policy, in seconds; then the port is returned DOWN. "
+        "At most 25: oVirt engine's provider client gives up on an answer after 30 s "
+        "(ExternalNetworkProviderTimeout), and a port create must answer within it, "
+        "allocation and commit included.",
     ),
     cfg.BoolOpt(
         "manage_placement",

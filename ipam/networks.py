@@ -1,4 +1,7 @@
-"""Networks: an oVirt network, its VDSM (bridge) name, its DHCP HA count and lease time."""
+"""Networks: an oVirt network, its VDSM (bridge) name, its DHCP HA count and lease time.
+
+A network without a bridge (vdsm_name null: nothing gave a valid, free VDSM name) is
+kept: it has addresses but no DHCP server, and says why (no_bridge_reason)."""
 
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from ipam.attributes import (
 from ipam.contracts import DHCP_OWNER
 from ipam.db.schema import networks, ports, subnets
 from ipam.exceptions import InvalidInput, NetworkInUse, NetworkNotFound, VdsmNameInUse
+from ipam.validators import NETWORK_NAME_MAX
 
 DEFAULT_MTU = 1500
 HA_COUNT_MAX = 64
@@ -40,26 +44,68 @@ def _check_ha(count: int) -> int:
     return count
 
 
-def _vdsm_name_for(attrs: dict[str, Any], name: str) -> str:
-    given = attrs.get("vdsm_name")
-    if given is not None:
-        return validators.vdsm_name(given)
-    if validators.is_vdsm_name(name):
-        return name  # as oVirt engine derives it
-    raise InvalidInput(
-        f"Invalid input for vdsm_name. Reason: name {name!r} is not a valid VDSM network "
-        "name (1-15 characters of A-Z a-z 0-9 _ -, not starting with '-'), so vdsm_name "
-        "must be given."
-    )
+#: Where a network's bridge comes from when vdsm_name is not given (oVirt engine never
+#: sends vdsm_name: a network linked to a physical oVirt network carries that network's
+#: VDSM name as provider:physical_network, and oVirt network names are free text).
+PHYSNET = "provider:physical_network"
+NO_BRIDGE_HINT = "set its vdsm_name to the bridge that carries it on the hosts"
 
 
-def _check_vdsm_name_free(conn: Connection, vdsm_name: str, except_id: str | None = None) -> None:
+def bridge_candidate(name: Any, physnet: Any) -> str | None:
+    """The bridge a network takes when vdsm_name is not given: provider:physical_network
+    when it is a valid VDSM name, else the name when it is one, else none."""
+    for value in (physnet, name):
+        if isinstance(value, str) and validators.is_vdsm_name(value):
+            return value
+    return None
+
+
+def _holder(conn: Connection, vdsm_name: str, except_id: str | None = None) -> str | None:
+    """The network whose bridge vdsm_name is (other than except_id), if any."""
     query = sa.select(networks.c.id).where(networks.c.vdsm_name == vdsm_name)
     if except_id:
         query = query.where(networks.c.id != except_id)
-    other = conn.execute(query).scalar()
+    return conn.execute(query).scalar()
+
+
+def _check_vdsm_name_free(conn: Connection, vdsm_name: str, except_id: str | None = None) -> None:
+    other = _holder(conn, vdsm_name, except_id)
     if other:
         raise VdsmNameInUse(f"vdsm_name {vdsm_name} is already used by network {other}.")
+
+
+def _bridge_for(
+    conn: Connection, attrs: dict[str, Any], physnet: Any, name: str, except_id: str | None
+) -> str | None:
+    """vdsm_name if given (valid and free, or refused), else the candidate when no
+    other network has that bridge, else None: the network is kept without a bridge."""
+    given = attrs.get("vdsm_name")
+    if given is not None:
+        vdsm = validators.vdsm_name(given)
+        _check_vdsm_name_free(conn, vdsm, except_id)
+        return vdsm
+    candidate = bridge_candidate(name, physnet)
+    if candidate is None or _holder(conn, candidate, except_id):
+        return None
+    return candidate
+
+
+def no_bridge_reason(net: dict[str, Any], holder: str | None) -> str:
+    """Why a network has no bridge (vdsm_name null), so no DHCP server; holder: the
+    network that has the bridge it would take, if any."""
+    physnet = net.get(PHYSNET)
+    candidate = bridge_candidate(net.get("name"), physnet)
+    source = PHYSNET if candidate is not None and candidate == physnet else "its name"
+    if candidate is not None and holder:
+        why = f"bridge {candidate} (from {source}) is the bridge of network {holder}"
+    elif candidate is not None:
+        why = f"bridge {candidate} (from {source}) was another network's when it was created"
+    else:
+        why = (
+            "neither provider:physical_network nor its name is a VDSM network name "
+            "(1-15 characters of A-Z a-z 0-9 _ -, not starting with '-')"
+        )
+    return f"Network {net['id']} has no bridge (vdsm_name is null): {why}; {NO_BRIDGE_HINT}."
 
 
 _by_id = sa.select(networks).where(networks.c.id == sa.bindparam("id"))
@@ -116,12 +162,12 @@ def create(conn: Connection, attrs: dict[str, Any]) -> dict[str, Any]:
     attrs = dict(attrs)
     extra = split_passive(attrs, NETWORK_PASSIVE)
     project = project_of(attrs) or ""
-    name = validators.display_name(attrs.get("name") or "")
+    name = validators.display_name(attrs.get("name") or "", max_length=NETWORK_NAME_MAX)
     now = timestamp()
     values = {
         "id": str(uuid.uuid4()),
         "name": name,
-        "vdsm_name": _vdsm_name_for(attrs, name),
+        "vdsm_name": _bridge_for(conn, attrs, extra.get(PHYSNET), name, None),
         "mtu": _check_mtu(attrs["mtu"] if attrs.get("mtu") is not None else DEFAULT_MTU),
         "admin_state_up": attrs.get("admin_state_up", True),
         "ha_count": _check_ha(attrs["ha_count"] if attrs.get("ha_count") is not None else 1),
@@ -133,7 +179,6 @@ def create(conn: Connection, attrs: dict[str, Any]) -> dict[str, Any]:
         "updated_at": now,
         "revision_number": 1,
     }
-    _check_vdsm_name_free(conn, values["vdsm_name"])
     conn.execute(sa.insert(networks).values(**values))
     return view(get_row(conn, values["id"]), [])
 
@@ -155,10 +200,17 @@ def list_(conn: Connection, sql_filters: dict[str, list[Any]]) -> list[dict[str,
 def update(conn: Connection, net_id: str, attrs: dict[str, Any]) -> dict[str, Any]:
     attrs = dict(attrs)
     row = get_row(conn, net_id, lock=True)
+    name = attrs.pop("name", None)  # up to 256 characters, where other names take 255
     values = standard_updates(row, attrs, NETWORK_PASSIVE)
+    if name is not None:
+        values["name"] = validators.display_name(name, max_length=NETWORK_NAME_MAX)
     if attrs.get("vdsm_name") is not None:
-        values["vdsm_name"] = validators.vdsm_name(attrs["vdsm_name"])
-        _check_vdsm_name_free(conn, values["vdsm_name"], except_id=net_id)
+        values["vdsm_name"] = _bridge_for(conn, attrs, None, "", net_id)
+    elif row.vdsm_name is None and values["extra"].get(PHYSNET) != (row.extra or {}).get(PHYSNET):
+        # A network without a bridge takes one from a new provider:physical_network.
+        bridge = _bridge_for(conn, {}, values["extra"].get(PHYSNET), "", net_id)
+        if bridge is not None:
+            values["vdsm_name"] = bridge
     if attrs.get("mtu") is not None:
         values["mtu"] = _check_mtu(attrs["mtu"])
     if attrs.get("ha_count") is not None:

@@ -2,7 +2,8 @@
 DHCP manager's decisions can be tested and explained apart from the bus.
 
 Rules: a network with a DHCP-enabled subnet and HA count N is served by up to N
-live hosts that carry it (a bridge named after its VDSM name). Healthy placements
+live hosts that carry it (a bridge named after its VDSM name); a network without a
+bridge (vdsm_name None) is served by none. Healthy placements
 stay where they are; a placement whose host is down or lost the bridge moves;
 new placements go to the least-loaded eligible hosts (load: networks served, or
 ports on them; ties by name, so the result is deterministic). When N drops, the
@@ -26,13 +27,18 @@ class Host:
 @dataclass(frozen=True)
 class Network:
     id: str
-    vdsm_name: str
+    vdsm_name: str | None  # None: no bridge, so no host can serve it
     ha_count: int
     dhcp: bool  # it has a DHCP-enabled subnet (and is administratively up)
 
 
 def _eligible(host: Host | None, net: Network) -> bool:
-    return host is not None and host.live and net.vdsm_name in host.bridges
+    return (
+        host is not None
+        and host.live
+        and net.vdsm_name is not None
+        and net.vdsm_name in host.bridges
+    )
 
 
 def place(
@@ -47,7 +53,7 @@ def place(
     served; the DHCP manager passes port counts with ``[dhcp] placement_load=ports``).
     """
     weight = weight or {}
-    wanted = {n.id: n.ha_count if n.dhcp else 0 for n in networks}
+    wanted = {n.id: n.ha_count if n.dhcp and n.vdsm_name is not None else 0 for n in networks}
     result: dict[str, list[str]] = {}
     load: Counter[str] = Counter()
     ordered = sorted(networks, key=lambda n: n.id)

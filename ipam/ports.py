@@ -253,13 +253,31 @@ def show(conn: Connection, port_id: str) -> dict[str, Any]:
     return view(row, _fixed_ips(conn, [port_id]).get(port_id, []))
 
 
+# The order of a port list; order_key gives it for a row (ipam.port_list keeps it).
+ORDER = (ports.c.created_at, ports.c.id)
+
+
+def order_key(row: Row) -> tuple[str, str]:
+    return (row.created_at, row.id)
+
+
 def list_(conn: Connection, sql_filters: dict[str, list[Any]]) -> list[dict[str, Any]]:
-    query = sa.select(ports).order_by(ports.c.created_at, ports.c.id)
+    query = sa.select(ports).order_by(*ORDER)
     for key, values in sql_filters.items():
         query = query.where(ports.c[COLUMNS[key]].in_(values))
     rows = conn.execute(query).all()
     ips = _fixed_ips(conn, [r.id for r in rows] if len(rows) <= 500 else None)
     return [view(r, ips.get(r.id, [])) for r in rows]
+
+
+def listed(conn: Connection, ids: list[str] | None = None) -> list[tuple[tuple[str, str], dict]]:
+    """(order key, view) of every port, or of the ports of ids, in the list's order."""
+    query = sa.select(ports).order_by(*ORDER)
+    if ids is not None:
+        query = query.where(ports.c.id.in_(ids))
+    rows = conn.execute(query).all()
+    ips = _fixed_ips(conn, None if ids is None else [r.id for r in rows])
+    return [(order_key(r), view(r, ips.get(r.id, []))) for r in rows]
 
 
 def update(conn: Connection, port_id: str, attrs: dict[str, Any]) -> dict[str, Any]:

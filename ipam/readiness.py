@@ -10,7 +10,8 @@ A network that no server runs yet but one is coming for (a DHCP-enabled
 subnet, HA count above 0, administratively up, a live host carrying its bridge:
 just created, just set up on a host, just failed over) is waited for within the
 same timeout, and the DHCP manager is woken so it places the server now. Only a
-network that no host can serve answers at once, DOWN, with the reason: a VM
+network that no host can serve (down, HA count 0, no bridge, no DHCP-enabled subnet,
+no live host carrying its bridge) answers at once, DOWN, with the reason: a VM
 started on that answer would get no address whatever it waits.
 
 Acknowledgements reach whichever engine consumed them from the bus; this engine
@@ -25,6 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ipam import networks
 from ipam.store import Store
 
 _POLL = 0.05
@@ -74,6 +76,8 @@ class Readiness:
             return f"Network {net_id} is administratively down: no DHCP server serves it."
         if not net["ha_count"]:
             return f"Network {net_id} has HA count 0: no DHCP server serves it."
+        if net["vdsm_name"] is None:
+            return self._no_bridge(net)
         if not any(s["enable_dhcp"] for s in self.store.list_subnets({"network_id": [net_id]})):
             return f"Network {net_id} has no DHCP-enabled subnet: no DHCP server serves it."
         now = time.time()
@@ -86,6 +90,12 @@ class Readiness:
                 "server can serve it, and a VM started now gets no address until one does."
             )
         return None
+
+    def _no_bridge(self, net: dict[str, Any]) -> str:
+        candidate = networks.bridge_candidate(net["name"], net.get(networks.PHYSNET))
+        holders = self.store.list_networks({"vdsm_name": [candidate]}) if candidate else []
+        holder = next((n["id"] for n in holders if n["id"] != net["id"]), None)
+        return networks.no_bridge_reason(net, holder)
 
     def wait(self, port: dict[str, Any]) -> dict[str, Any]:
         """The port as the API returns it: status by the policy, and who acknowledged."""

@@ -43,6 +43,22 @@ def open_store(conf: cfg.ConfigOpts, notifier: Notifier | None = None) -> Store:
     return Store(open_database(conf), conf.base_mac, notifier=notifier)
 
 
+def warm_port_list(store: Store) -> None:
+    """Encode the full port list now, not when oVirt engine first asks for it: with
+    tens of thousands of ports that first build takes seconds (ipam.port_list)."""
+    try:
+        started = time.monotonic()
+        pieces = store.port_list_body()
+        LOG.info(
+            "Port list kept: %d ports, %d bytes, in %.2f s",
+            len(store.port_list),
+            sum(map(len, pieces)),
+            time.monotonic() - started,
+        )
+    except Exception as exc:  # not an error: the first list builds it
+        LOG.warning("Building the port list failed (%s); the first list will build it", exc)
+
+
 def run(conf: cfg.ConfigOpts) -> None:
     config.check_api_config(conf)
     db = open_database(conf)
@@ -105,6 +121,7 @@ def run(conf: cfg.ConfigOpts) -> None:
     threading.Thread(
         target=notifier.engine_started, args=(time.time(),), name="engine-started", daemon=True
     ).start()
+    threading.Thread(target=warm_port_list, args=(store,), name="port-list", daemon=True).start()
     if manager is not None:
         manager.start()
     try:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ipam import agents, availability, filters, hosts, networks, ports, subnets, validators
 from ipam.db.engine import Database
+from ipam.port_list import PortList
 
 if TYPE_CHECKING:
     from ipam.notifier import Notifier
@@ -53,6 +54,7 @@ class Store:
         self.db = db
         self.mac_prefix = validators.base_mac_prefix(base_mac)
         self.notifier = notifier
+        self.port_list = PortList(db)
 
     def _notify(self, method: str, *args: Any) -> None:
         """Tell the agents, after the commit; a failure is logged, never raised."""
@@ -148,6 +150,12 @@ class Store:
         sql, rest = _split("port", wanted or {})
         with self.db.read() as c:
             return filters.apply(ports.list_(c, sql), rest)
+
+    def port_list_body(self) -> tuple[bytes, ...]:
+        """The JSON body of the unfiltered port list, ``{"ports": [...]}``, in pieces
+        to be sent one after the other: the same ports, in the same order, as
+        list_ports() with no filter (ipam.port_list)."""
+        return self.port_list.body()
 
     def update_port(self, port_id: str, attrs: dict[str, Any]) -> dict[str, Any]:
         port = self.db.write(lambda c: ports.update(c, port_id, attrs))

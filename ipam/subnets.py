@@ -97,7 +97,8 @@ def _routes(cidr: ipaddress.IPv4Network, values: list[dict[str, str]]) -> list[d
 
 
 def _gateway(cidr: ipaddress.IPv4Network, value: str | None) -> ipaddress.IPv4Address | None:
-    if value is None:
+    """null or "" (oVirt's Administration Portal sends a blank box as ""): no gateway."""
+    if value is None or value == "":
         return None
     gw = validators.ipv4_address(value, "gateway_ip")
     if gw not in cidr or gw in (cidr.network_address, cidr.broadcast_address):
@@ -142,13 +143,16 @@ def _write_pools(conn: Connection, subnet_id: str, pools: list[allocation.Pool])
 
 
 def create(conn: Connection, attrs: dict[str, Any]) -> dict[str, Any]:
-    """gateway_ip absent: the first address; present and null: no gateway."""
+    """gateway_ip absent: the first address; present and null or "": no gateway."""
     gateway_given = "gateway_ip" in attrs
     attrs = dict(attrs)
     extra = split_passive(attrs, SUBNET_PASSIVE)
     project = project_of(attrs)
     if attrs.get("ip_version", 4) != 4:
-        raise InvalidInput("Invalid input for ip_version. Reason: only IPv4 (4) is supported.")
+        raise InvalidInput(
+            f"Invalid input for ip_version. Reason: {attrs['ip_version']} is not supported: "
+            "only IPv4 (4) subnets are."
+        )
     if not attrs.get("network_id"):
         raise InvalidInput("Invalid input for network_id. Reason: it is required.")
     if not attrs.get("cidr"):

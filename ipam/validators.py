@@ -15,6 +15,9 @@ from ipam.exceptions import InvalidInput
 _VDSM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,14}$")
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 NAME_MAX = 255
+#: oVirt's network names (BusinessEntitiesDefinitions.NETWORK_NAME_SIZE): oVirt engine
+#: creates provider networks under the oVirt network's name.
+NETWORK_NAME_MAX = 256
 
 
 def is_vdsm_name(name: str) -> bool:
@@ -30,10 +33,12 @@ def vdsm_name(value: str) -> str:
     return value
 
 
-def display_name(value: str, field: str = "name") -> str:
+def display_name(value: str, field: str = "name", max_length: int = NAME_MAX) -> str:
     """Free-text names are kept, never used in a file or command; bound them anyway."""
-    if len(value) > NAME_MAX:
-        raise InvalidInput(f"Invalid input for {field}. Reason: longer than {NAME_MAX} characters.")
+    if len(value) > max_length:
+        raise InvalidInput(
+            f"Invalid input for {field}. Reason: longer than {max_length} characters."
+        )
     # Cc: C0, DEL and C1 (NEL) controls; Zl, Zp: Unicode line and paragraph separators.
     if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in value):
         raise InvalidInput(f"Invalid input for {field}. Reason: control characters.")

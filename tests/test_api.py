@@ -78,7 +78,131 @@ def test_paging_with_limit_and_marker(api: TestClient) -> None:
     nxt = first["ports_links"][0]
     assert nxt["rel"] == "next" and f"marker={made[1]}" in nxt["href"]
     rest = api.get(f"/v2.0/ports?limit=10&marker={made[1]}").json()
-    assert [p["id"] for p in rest["ports"]] == made[2:] and "ports_links" not in rest
+    assert [p["id"] for p in rest["ports"]] == made[2:]
+    # The last page links back (Neutron's "previous", with page_reverse), not on.
+    [back] = rest["ports_links"]
+    assert back["rel"] == "previous" and f"marker={made[2]}" in back["href"]
+    assert "page_reverse=True" in back["href"]
+    assert api.get("/v2.0/ports?limit=10&marker=no-such-port").json() == {"ports": []}
+
+
+def _names(resp) -> list[str]:  # type: ignore[no-untyped-def]
+    assert resp.status_code == 200, resp.text
+    return [n["name"] for n in resp.json()["networks"]]
+
+
+@pytest.fixture
+def five_networks(api: TestClient) -> list[dict]:
+    """Created in this order: names c, a, e, b, d; MTUs 1500, 1400, 1500, 1400, 9000."""
+    out = []
+    for name, mtu in [("c", 1500), ("a", 1400), ("e", 1500), ("b", 1400), ("d", 9000)]:
+        resp = api.post("/v2.0/networks", json={"network": {"name": name, "mtu": mtu}})
+        assert resp.status_code == 201, resp.text
+        out.append(resp.json()["network"])
+    return out
+
+
+def test_sort_keys_and_directions_as_neutron_pairs_them(api: TestClient, five_networks) -> None:  # type: ignore[no-untyped-def]
+    assert _names(api.get("/v2.0/networks")) == ["c", "a", "e", "b", "d"]  # creation order
+    assert _names(api.get("/v2.0/networks?sort_key=name")) == ["a", "b", "c", "d", "e"]
+    assert _names(api.get("/v2.0/networks?sort_key=name&sort_dir=desc")) == list("edcba")
+    # Repeated: pairs in order; ties of the first key by the second.
+    both = "/v2.0/networks?sort_key=mtu&sort_dir=desc&sort_key=name&sort_dir=asc"
+    assert _names(api.get(both)) == ["d", "c", "e", "a", "b"]
+    # Directions pair with keys in order; a key left without one is ascending.
+    fewer = "/v2.0/networks?sort_key=mtu&sort_key=name&sort_dir=desc"
+    assert _names(api.get(fewer)) == ["d", "c", "e", "a", "b"]
+    assert _names(api.get("/v2.0/networks?sort_key=mtu&sort_key=name")) == list("abced")
+    # Filters, fields and sorting together.
+    resp = api.get("/v2.0/networks?mtu=1500&sort_key=name&sort_dir=desc&fields=name")
+    assert resp.json() == {"networks": [{"name": "e"}, {"name": "c"}]}
+
+
+def test_sorted_pages_follow_marker_and_page_reverse(api: TestClient, five_networks) -> None:  # type: ignore[no-untyped-def]
+    by_name = {n["name"]: n["id"] for n in five_networks}
+    url = "/v2.0/networks?sort_key=name&limit=2"
+    first = api.get(url).json()
+    assert [n["name"] for n in first["networks"]] == ["a", "b"]
+    [nxt] = first["networks_links"]
+    assert nxt["rel"] == "next" and f"marker={by_name['b']}" in nxt["href"]
+    assert "sort_key=name" in nxt["href"] and nxt["href"].startswith("http://testserver/v2.0/")
+    second = api.get(nxt["href"].removeprefix("http://testserver")).json()
+    assert [n["name"] for n in second["networks"]] == ["c", "d"]
+    assert {link["rel"] for link in second["networks_links"]} == {"next", "previous"}
+    last = api.get(f"{url}&marker={by_name['d']}").json()
+    assert [n["name"] for n in last["networks"]] == ["e"]
+    # page_reverse: the page before the marker, still in the list's order.
+    back = api.get(f"{url}&marker={by_name['d']}&page_reverse=True").json()
+    assert [n["name"] for n in back["networks"]] == ["b", "c"]
+    start = api.get(f"{url}&page_reverse=true").json()  # no marker: the last page
+    assert [n["name"] for n in start["networks"]] == ["d", "e"]
+    # limit=0 is no limit, as in Neutron.
+    assert _names(api.get("/v2.0/networks?sort_key=name&limit=0")) == list("abcde")
+
+
+def test_an_unfiltered_list_is_never_paged(api: TestClient) -> None:
+    """oVirt engine lists without parameters and deletes the networks missing from the
+    list: there is no default page size."""
+    for i in range(120):
+        body = {"network": {"name": f"n{i}", "ha_count": 0}}
+        assert api.post("/v2.0/networks", json=body).status_code == 201
+    answer = api.get("/v2.0/networks").json()
+    assert list(answer) == ["networks"] and len(answer["networks"]) == 120
+
+
+@pytest.mark.parametrize(
+    ("query", "mentions"),
+    [
+        ("sort_key=nosuch", "nosuch"),
+        ("sort_key=name&sort_key=bogus", "bogus"),
+        ("sort_key=subnets", "subnets"),  # a list: not a sort key
+        ("sort_key=name&sort_dir=up", "up"),
+        ("sort_dir=asc", "sort_dirs"),  # a direction without its key
+        ("sort_key=name&sort_dir=asc&sort_dir=desc", "sort_dirs"),
+        ("limit=-1", "limit"),
+        ("limit=two", "limit"),
+    ],
+)
+def test_bad_sorting_or_paging_is_refused(
+    api: TestClient, five_networks, query: str, mentions: str
+) -> None:  # type: ignore[no-untyped-def]
+    resp = api.get(f"/v2.0/networks?{query}")
+    assert resp.status_code == 400, resp.text
+    err = resp.json()["NeutronError"]
+    assert err["type"] in ("HTTPBadRequest", "InvalidInput") and mentions in err["message"]
+
+
+class _CountingReadiness:
+    """Stands in for ipam.readiness.Readiness: records the ports it is asked to wait for."""
+
+    host_down_time = 6.0
+
+    def __init__(self) -> None:
+        self.waited: list[str] = []
+
+    def wait(self, port: dict) -> dict:
+        self.waited.append(port["mac_address"])
+        return port
+
+
+def test_only_a_real_change_of_mac_or_ips_waits_for_dhcp(sqlite_store: Store) -> None:
+    """oVirt engine's migration PUT repeats the MAC with the new binding:host_id; it
+    must not wait for the DHCP servers (nothing they serve changed)."""
+    readiness = _CountingReadiness()
+    api = TestClient(create_app(sqlite_store, readiness=readiness))  # type: ignore[arg-type]
+    net, _ = _setup(api)
+    body = {"port": {"network_id": net["id"], "mac_address": "56:6f:00:00:00:0a"}}
+    port = api.post("/v2.0/ports", json=body).json()["port"]
+    assert readiness.waited == ["56:6f:00:00:00:0a"]  # a create waits
+    same = {"port": {"mac_address": "56:6F:00:00:00:0A", "binding:host_id": "host-b"}}
+    moved = api.put(f"/v2.0/ports/{port['id']}", json=same)
+    assert moved.status_code == 200 and moved.json()["port"]["binding:host_id"] == "host-b"
+    again = {"port": {"fixed_ips": port["fixed_ips"], "security_groups": None}}
+    assert api.put(f"/v2.0/ports/{port['id']}", json=again).status_code == 200
+    assert readiness.waited == ["56:6f:00:00:00:0a"]
+    new = {"port": {"mac_address": "56:6f:00:00:00:0b", "binding:host_id": "host-c"}}
+    assert api.put(f"/v2.0/ports/{port['id']}", json=new).status_code == 200
+    assert readiness.waited == ["56:6f:00:00:00:0a", "56:6f:00:00:00:0b"]
 
 
 def test_update_bumps_revision_and_keeps_passive_attributes(api: TestClient) -> None:

@@ -24,7 +24,12 @@ PORT1_IP = "10.0.0.10"
 MAX_BODY = 1024 * 1024
 
 BAD = "HTTPBadRequest"  # refused by the request schema
-INVALID = "InvalidInput"  # refused by the store's validation
+INVALID = "InvalidInput"  # refused by the store's validation, or a value Neutron's
+# converters (convert_to_int, convert_to_boolean) refuse: "Invalid input for mtu.
+# Reason: 'big' is not an integer." Numeric strings convert ("1400" is 1400, also for
+# our own ha_count and dhcp_lease_time); booleans and floats are not integers here.
+NOT_INT = "is not an integer"
+NOT_BOOL = "cannot be converted to boolean"
 # A refused dhcp_lease_time names the attribute and says what is allowed.
 LEASE_RULE = ("dhcp_lease_time", "-1 (infinite)", "from 120 to 2147483647", "null")
 
@@ -169,11 +174,7 @@ NETWORK_CREATE = [
     case("vdsm-name-nul", {"name": "n", "vdsm_name": "a\x00b"}, 400, INVALID, "vdsm_name"),
     case("vdsm-name-empty", {"name": "n", "vdsm_name": ""}, 400, INVALID, "vdsm_name"),
     case("vdsm-name-not-str", {"name": "n", "vdsm_name": 5}, 400, BAD, "vdsm_name"),
-    case("name-with-space-no-vdsm", {"name": "my net"}, 400, INVALID, "vdsm_name"),
-    case("name-too-long-for-vdsm", {"name": "a" * 16}, 400, INVALID, "vdsm_name"),
-    case("name-unicode-no-vdsm", {"name": "réseau"}, 400, INVALID, "vdsm_name"),
-    case("name-slash-no-vdsm", {"name": "../etc"}, 400, INVALID, "vdsm_name"),
-    case("no-name-no-vdsm", {}, 400, INVALID, "vdsm_name"),
+    case("vdsm-name-with-bad-physnet", {"name": "a b", "vdsm_name": "x y"}, 400, INVALID, "x y"),
     case("ha-count-negative", {"name": "n", "ha_count": -1}, 400, INVALID, "ha_count"),
     case("ha-count-huge", {"name": "n", "ha_count": 10**6}, 400, INVALID, "ha_count"),
     case("lease-time-zero", {"name": "n", "dhcp_lease_time": 0}, 400, INVALID, LEASE_RULE),
@@ -182,24 +183,83 @@ NETWORK_CREATE = [
     case("lease-time-minus-2", {"name": "n", "dhcp_lease_time": -2}, 400, INVALID, LEASE_RULE),
     case("lease-time-2**31", {"name": "n", "dhcp_lease_time": 2**31}, 400, INVALID, LEASE_RULE),
     case("lease-time-2**64", {"name": "n", "dhcp_lease_time": 2**64}, 400, INVALID, LEASE_RULE),
-    case("lease-time-float", {"name": "n", "dhcp_lease_time": 1.5}, 400, BAD, LEASE_RULE),
-    case("lease-time-whole-float", {"name": "n", "dhcp_lease_time": 600.0}, 400, BAD, LEASE_RULE),
-    case("lease-time-str", {"name": "n", "dhcp_lease_time": "600"}, 400, BAD, LEASE_RULE),
-    case("lease-time-infinite", {"name": "n", "dhcp_lease_time": "infinite"}, 400, BAD, LEASE_RULE),
-    case("lease-time-true", {"name": "n", "dhcp_lease_time": True}, 400, BAD, LEASE_RULE),
-    case("lease-time-false", {"name": "n", "dhcp_lease_time": False}, 400, BAD, LEASE_RULE),
-    case("lease-time-list", {"name": "n", "dhcp_lease_time": [600]}, 400, BAD, LEASE_RULE),
+    case("lease-time-float", {"name": "n", "dhcp_lease_time": 1.5}, 400, INVALID, LEASE_RULE),
+    case(
+        "lease-time-whole-float", {"name": "n", "dhcp_lease_time": 600.0}, 400, INVALID, LEASE_RULE
+    ),
+    case(
+        "lease-time-str-float", {"name": "n", "dhcp_lease_time": "600.5"}, 400, INVALID, LEASE_RULE
+    ),
+    case("lease-time-str-119", {"name": "n", "dhcp_lease_time": "119"}, 400, INVALID, LEASE_RULE),
+    case("lease-time-str-empty", {"name": "n", "dhcp_lease_time": ""}, 400, INVALID, LEASE_RULE),
+    case(
+        "lease-time-infinite",
+        {"name": "n", "dhcp_lease_time": "infinite"},
+        400,
+        INVALID,
+        LEASE_RULE,
+    ),
+    case("lease-time-true", {"name": "n", "dhcp_lease_time": True}, 400, INVALID, LEASE_RULE),
+    case("lease-time-false", {"name": "n", "dhcp_lease_time": False}, 400, INVALID, LEASE_RULE),
+    case("lease-time-list", {"name": "n", "dhcp_lease_time": [600]}, 400, INVALID, LEASE_RULE),
     case("mtu-zero", {"name": "n", "mtu": 0}, 400, INVALID, "mtu"),
     case("mtu-negative", {"name": "n", "mtu": -1}, 400, INVALID, "mtu"),
     case("mtu-67", {"name": "n", "mtu": 67}, 400, INVALID, "mtu"),
     case("mtu-65536", {"name": "n", "mtu": 65536}, 400, INVALID, "mtu"),
     case("mtu-2**64", {"name": "n", "mtu": 2**64}, 400, INVALID, "mtu"),
     case("type-name-int", {"name": 123}, 400, BAD, "name"),
-    case("type-mtu-str", {"name": "n", "mtu": "abc"}, 400, BAD, "mtu"),
-    case("type-mtu-float", {"name": "n", "mtu": 1500.5}, 400, BAD, "mtu"),
-    case("type-admin-state", {"name": "n", "admin_state_up": "maybe"}, 400, BAD, "admin_state_up"),
-    case("type-ha-count", {"name": "n", "ha_count": "x"}, 400, BAD, "ha_count"),
-    case("type-shared", {"name": "n", "shared": "maybe"}, 400, BAD, "shared"),
+    case("mtu-big", {"name": "n", "mtu": "big"}, 400, INVALID, ("mtu", "'big'", NOT_INT)),
+    case("mtu-str-float", {"name": "n", "mtu": "1500.0"}, 400, INVALID, ("mtu", NOT_INT)),
+    case("mtu-str-empty", {"name": "n", "mtu": ""}, 400, INVALID, ("mtu", NOT_INT)),
+    case("mtu-str-hex", {"name": "n", "mtu": "0x5dc"}, 400, INVALID, ("mtu", NOT_INT)),
+    case("mtu-str-67", {"name": "n", "mtu": "67"}, 400, INVALID, "mtu"),  # converted, then range
+    case("type-mtu-float", {"name": "n", "mtu": 1500.5}, 400, INVALID, ("mtu", NOT_INT)),
+    case("type-mtu-whole-float", {"name": "n", "mtu": 1500.0}, 400, INVALID, ("mtu", NOT_INT)),
+    case("type-mtu-true", {"name": "n", "mtu": True}, 400, INVALID, ("mtu", NOT_INT)),
+    case("type-mtu-list", {"name": "n", "mtu": [1500]}, 400, INVALID, ("mtu", NOT_INT)),
+    case("type-mtu-object", {"name": "n", "mtu": {"v": 1}}, 400, INVALID, ("mtu", NOT_INT)),
+    case("type-admin-state", {"name": "n", "admin_state_up": "maybe"}, 400, INVALID, NOT_BOOL),
+    case("admin-state-2", {"name": "n", "admin_state_up": 2}, 400, INVALID, "admin_state_up"),
+    case("admin-state-float", {"name": "n", "admin_state_up": 1.0}, 400, INVALID, NOT_BOOL),
+    case("type-ha-count", {"name": "n", "ha_count": "x"}, 400, INVALID, ("ha_count", NOT_INT)),
+    case("ha-count-str-negative", {"name": "n", "ha_count": "-1"}, 400, INVALID, "ha_count"),
+    case("type-shared", {"name": "n", "shared": "maybe"}, 400, INVALID, ("shared", NOT_BOOL)),
+    case("port-security-str", {"name": "n", "port_security_enabled": "x"}, 400, INVALID, NOT_BOOL),
+    case(
+        "segmentation-id-str",
+        {"name": "n", "provider:segmentation_id": "vlan10"},
+        400,
+        INVALID,
+        ("provider:segmentation_id", NOT_INT),
+    ),
+    case(
+        "segmentation-id-true",
+        {"name": "n", "provider:segmentation_id": True},
+        400,
+        INVALID,
+        "provider:segmentation_id",
+    ),
+    case(  # oVirt engine binds it as a Java Integer
+        "segmentation-id-2**31",
+        {"name": "n", "provider:segmentation_id": 2**31},
+        400,
+        BAD,
+        "provider:segmentation_id",
+    ),
+    case(
+        "two-conversions",
+        {"name": "n", "mtu": "big", "shared": "maybe"},
+        400,
+        INVALID,
+        ("mtu", "shared"),
+    ),
+    case(
+        "conversion-and-unknown",
+        {"name": "n", "mtu": "big", "foo": 1},
+        400,
+        BAD,
+        ("mtu", "foo"),
+    ),
     case("type-tags", {"name": "n", "tags": "x"}, 400, BAD, "tags"),
     case("unknown-attr", {"name": "n", "foo": 1}, 400, BAD, ("Unrecognized attribute", "foo")),
     case("unknown-attr-colon", {"name": "n", "provider:foo": "x"}, 400, BAD, "provider:foo"),
@@ -214,7 +274,7 @@ NETWORK_CREATE = [
     case("name-del", {"name": "a\x7f", "vdsm_name": "ok"}, 400, INVALID, "name"),
     case("name-nel", {"name": "a\x85b", "vdsm_name": "ok"}, 400, INVALID, "name"),
     case("name-line-separator", {"name": "a\u2028b", "vdsm_name": "ok"}, 400, INVALID, "name"),
-    case("name-256", {"name": "n" * 256, "vdsm_name": "ok"}, 400, BAD, "name"),
+    case("name-257", {"name": "n" * 257, "vdsm_name": "ok"}, 400, BAD, "name"),
     case("description-nl", {"name": "n", "description": "a\nb"}, 400, INVALID, "description"),
     case("description-long", {"name": "n", "description": "d" * 1025}, 400, BAD, "description"),
     case("project-id-long", {"name": "n", "project_id": "p" * 256}, 400, BAD, "project_id"),
@@ -236,6 +296,135 @@ def test_valid_network_names_are_accepted(api: TestClient) -> None:
     assert (net["name"], net["vdsm_name"]) == ("réseau 1", "reseau_1-a")
     net = create(api, "networks", {"name": "ovirtmgmt", "mtu": 68, "ha_count": 0})
     assert (net["vdsm_name"], net["mtu"], net["ha_count"]) == ("ovirtmgmt", 68, 0)
+    net = create(api, "networks", {"name": "n" * 256})  # oVirt's longest network name
+    assert (net["name"], net["vdsm_name"]) == ("n" * 256, None)
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        pytest.param({"name": "my net"}, id="space"),
+        pytest.param({"name": "a" * 16}, id="too-long-for-vdsm"),
+        pytest.param({"name": "réseau"}, id="unicode"),
+        pytest.param({"name": "../etc"}, id="slash"),
+        pytest.param({}, id="no-name"),
+        pytest.param({"name": "VM Net", "provider:physical_network": "phys net"}, id="bad-physnet"),
+        pytest.param({"name": "x", "provider:physical_network": "net1"}, id="physnet-taken"),
+        pytest.param({"name": "net1"}, id="name-taken"),
+    ],
+)
+def test_a_name_that_gives_no_free_bridge_makes_a_network_without_one(
+    api: TestClient, world: World, attrs: dict
+) -> None:
+    """oVirt engine never sends vdsm_name and its network names are free text: such a
+    network is kept, without a bridge (no DHCP server), and says why."""
+    net = create(api, "networks", attrs)
+    assert net["vdsm_name"] is None
+    assert api.get(f"/v2.0/networks/{net['id']}").json()["network"]["vdsm_name"] is None
+    # Its ports get addresses; the port says why no DHCP server serves them.
+    create(api, "subnets", {"network_id": net["id"], "cidr": "10.8.0.0/24"})
+    port = create(api, "ports", {"network_id": net["id"]})
+    assert port["fixed_ips"][0]["ip_address"].startswith("10.8.0.")
+    # The bridge of net1 stays net1's.
+    listed = api.get("/v2.0/networks", params={"vdsm_name": "net1"}).json()["networks"]
+    assert [n["id"] for n in listed] == [world.net1]
+
+
+def test_network_without_bridge_gets_one_by_vdsm_name_or_physical_network(
+    api: TestClient, world: World
+) -> None:
+    first = create(api, "networks", {"name": "VM Net 1"})
+    second = create(api, "networks", {"name": "VM Net 2"})
+    assert first["vdsm_name"] is second["vdsm_name"] is None  # NULLs are not duplicates
+    refused(
+        api,
+        "PUT",
+        f"/v2.0/networks/{first['id']}",
+        409,
+        "VdsmNameInUse",
+        body={"network": {"vdsm_name": "net2"}},
+        mentions="net2",
+    )
+    resp = api.put(f"/v2.0/networks/{first['id']}", json={"network": {"vdsm_name": "vmnet1"}})
+    assert resp.status_code == 200 and resp.json()["network"]["vdsm_name"] == "vmnet1"
+    body = {"network": {"provider:physical_network": "vmnet2"}}
+    resp = api.put(f"/v2.0/networks/{second['id']}", json=body)
+    assert resp.status_code == 200 and resp.json()["network"]["vdsm_name"] == "vmnet2"
+    # A network that has a bridge keeps it when provider:physical_network changes.
+    body = {"network": {"provider:physical_network": "other"}}
+    resp = api.put(f"/v2.0/networks/{second['id']}", json=body)
+    assert resp.json()["network"]["vdsm_name"] == "vmnet2"
+
+
+def test_bridge_comes_from_the_physical_network_before_the_name(api: TestClient) -> None:
+    """As oVirt engine creates a network linked to a physical oVirt network."""
+    body = {
+        "name": "ovirtmgmt",
+        "admin_state_up": True,
+        "tenant_id": "oVirt",
+        "provider:physical_network": "br_phys",
+        "provider:network_type": "vlan",
+        "provider:segmentation_id": 10,
+        "mtu": 1500,
+        "port_security_enabled": False,
+    }
+    net = create(api, "networks", body)
+    assert net["vdsm_name"] == "br_phys"
+    assert (net["provider:segmentation_id"], net["provider:network_type"]) == (10, "vlan")
+
+
+def test_neutron_conversions_are_applied(api: TestClient) -> None:
+    """Positive control for the conversion cases: what Neutron converts, we convert
+    (python-openstackclient sends --mtu 1400 as "1400"), to the right type."""
+    net = create(
+        api,
+        "networks",
+        {
+            "name": "conv",
+            "mtu": "1400",
+            "ha_count": " 2 ",
+            "dhcp_lease_time": "600",
+            "admin_state_up": "True",
+            "shared": "0",
+            "port_security_enabled": "off",
+            "router:external": 0,
+            "provider:segmentation_id": "+10",
+        },
+    )
+    assert (net["mtu"], net["ha_count"], net["dhcp_lease_time"]) == (1400, 2, 600)
+    assert (net["admin_state_up"], net["shared"], net["port_security_enabled"]) == (
+        True,
+        False,
+        False,
+    )
+    assert (net["router:external"], net["provider:segmentation_id"]) == (False, 10)
+    resp = api.put(
+        f"/v2.0/networks/{net['id']}",
+        json={"network": {"mtu": "9000", "admin_state_up": "no", "dhcp_lease_time": "-1"}},
+    )
+    assert resp.status_code == 200, resp.text
+    net = resp.json()["network"]
+    assert (net["mtu"], net["admin_state_up"], net["dhcp_lease_time"]) == (9000, False, -1)
+    sub = create(
+        api,
+        "subnets",
+        {"network_id": net["id"], "cidr": "10.9.0.0/24", "ip_version": "4", "enable_dhcp": "f"},
+    )
+    assert (sub["ip_version"], sub["enable_dhcp"]) == (4, False)
+    # gateway_ip "" (oVirt's blank gateway box) is no gateway, on create and update.
+    resp = api.put(f"/v2.0/subnets/{sub['id']}", json={"subnet": {"gateway_ip": ""}})
+    assert resp.status_code == 200 and resp.json()["subnet"]["gateway_ip"] is None
+    blank = create(
+        api, "subnets", {"network_id": net["id"], "cidr": "10.10.0.0/24", "gateway_ip": ""}
+    )
+    assert blank["gateway_ip"] is None
+    assert blank["allocation_pools"] == [{"start": "10.10.0.1", "end": "10.10.0.254"}]
+    port = create(
+        api,
+        "ports",
+        {"network_id": net["id"], "admin_state_up": 0, "port_security_enabled": "yes"},
+    )
+    assert (port["admin_state_up"], port["port_security_enabled"]) == (False, True)
 
 
 @pytest.mark.parametrize("seconds", [None, -1, 120, 121, 86400, 2**31 - 1])
@@ -253,13 +442,13 @@ def test_refused_lease_time_keeps_the_one_set(api: TestClient, world: World) -> 
     resp = api.put(f"/v2.0/networks/{world.net2}", json={"network": {"dhcp_lease_time": 600}})
     assert resp.status_code == 200, resp.text
     before = resp.json()["network"]
-    for bad, type_ in ((119, INVALID), (-2, INVALID), (True, BAD), ("600", BAD), (1e3, BAD)):
+    for bad in (119, -2, "119", True, "6OO", "1e3", 1e3, "", "null"):
         refused(
             api,
             "PUT",
             f"/v2.0/networks/{world.net2}",
             400,
-            type_,
+            INVALID,
             body={"network": {"dhcp_lease_time": bad}},
             mentions=LEASE_RULE,
         )
@@ -270,10 +459,12 @@ def test_refused_lease_time_keeps_the_one_set(api: TestClient, world: World) -> 
     "attrs",
     [
         pytest.param({"name": "other", "vdsm_name": "net1"}, id="vdsm_name-given"),
-        pytest.param({"name": "net1"}, id="vdsm_name-derived-from-name"),
+        pytest.param({"name": "net 1", "vdsm_name": "net1"}, id="vdsm_name-given-free-name"),
     ],
 )
 def test_duplicate_vdsm_name_is_a_conflict(api: TestClient, world: World, attrs: dict) -> None:
+    """Only a vdsm_name given explicitly conflicts; one derived from
+    provider:physical_network or the name leaves the network without a bridge (above)."""
     refused(
         api,
         "POST",
@@ -298,18 +489,22 @@ NETWORK_UPDATE = [
     case("lease-time-119", {"dhcp_lease_time": 119}, 400, INVALID, LEASE_RULE),
     case("lease-time-minus-2", {"dhcp_lease_time": -2}, 400, INVALID, LEASE_RULE),
     case("lease-time-2**31", {"dhcp_lease_time": 2**31}, 400, INVALID, LEASE_RULE),
-    case("lease-time-float", {"dhcp_lease_time": 120.5}, 400, BAD, LEASE_RULE),
-    case("lease-time-str", {"dhcp_lease_time": "600"}, 400, BAD, LEASE_RULE),
-    case("lease-time-true", {"dhcp_lease_time": True}, 400, BAD, LEASE_RULE),
-    case("lease-time-false", {"dhcp_lease_time": False}, 400, BAD, LEASE_RULE),
-    case("lease-time-object", {"dhcp_lease_time": {"s": 600}}, 400, BAD, LEASE_RULE),
+    case("lease-time-float", {"dhcp_lease_time": 120.5}, 400, INVALID, LEASE_RULE),
+    case("lease-time-str-word", {"dhcp_lease_time": "ten"}, 400, INVALID, LEASE_RULE),
+    case("lease-time-str-60", {"dhcp_lease_time": "60"}, 400, INVALID, LEASE_RULE),
+    case("lease-time-true", {"dhcp_lease_time": True}, 400, INVALID, LEASE_RULE),
+    case("lease-time-false", {"dhcp_lease_time": False}, 400, INVALID, LEASE_RULE),
+    case("lease-time-object", {"dhcp_lease_time": {"s": 600}}, 400, INVALID, LEASE_RULE),
     case("lease-time-then-invalid", {"dhcp_lease_time": 600, "mtu": 1}, 400, INVALID, "mtu"),
     case("valid-then-lease-time", {"name": "r", "dhcp_lease_time": 60}, 400, INVALID, LEASE_RULE),
     case("name-newline", {"name": "x\ny"}, 400, INVALID, "name"),
-    case("name-256", {"name": "n" * 256}, 400, BAD, "name"),
+    case("name-257", {"name": "n" * 257}, 400, BAD, "name"),
     case("type-name-int", {"name": 123}, 400, BAD, "name"),
-    case("type-mtu-str", {"mtu": "abc"}, 400, BAD, "mtu"),
-    case("type-admin-state", {"admin_state_up": "maybe"}, 400, BAD, "admin_state_up"),
+    case("type-mtu-str", {"mtu": "abc"}, 400, INVALID, ("mtu", NOT_INT)),
+    case("mtu-str-65536", {"mtu": "65536"}, 400, INVALID, "mtu"),
+    case("type-admin-state", {"admin_state_up": "maybe"}, 400, INVALID, "admin_state_up"),
+    case("ha-count-str", {"ha_count": "two"}, 400, INVALID, ("ha_count", NOT_INT)),
+    case("conversion-then-invalid", {"mtu": "1400", "ha_count": -1}, 400, INVALID, "ha_count"),
     case("read-only-status", {"status": "DOWN"}, 400, BAD, "status"),
     case("read-only-id", {"id": str(uuid.uuid4())}, 400, BAD, "'id'"),
     case("unknown-attr", {"foo": "bar"}, 400, BAD, ("Unrecognized attribute", "foo")),
@@ -351,7 +546,9 @@ SUBNET_CREATE = [
     case("cidr-missing", {"cidr": None}, 400, INVALID, "cidr"),
     case("cidr-int", {"cidr": 10}, 400, BAD, "cidr"),
     case("ip-version-6", {"ip_version": 6}, 400, INVALID, "ip_version"),
-    case("ip-version-garbage", {"ip_version": "four"}, 400, BAD, "ip_version"),
+    case("ip-version-garbage", {"ip_version": "four"}, 400, INVALID, ("ip_version", NOT_INT)),
+    case("ip-version-6-str", {"ip_version": "6"}, 400, INVALID, ("ip_version", "IPv4")),
+    case("ip-version-float", {"ip_version": 4.0}, 400, INVALID, ("ip_version", NOT_INT)),
     case("gateway-outside", {"gateway_ip": "10.3.0.1"}, 400, INVALID, "gateway_ip"),
     case("gateway-network-address", {"gateway_ip": "10.2.0.0"}, 400, INVALID, "gateway_ip"),
     case("gateway-broadcast", {"gateway_ip": "10.2.0.255"}, 400, INVALID, "gateway_ip"),
@@ -548,7 +745,9 @@ SUBNET_CREATE = [
     case("name-nul", {"name": "a\x00"}, 400, INVALID, "name"),
     case("name-256", {"name": "s" * 256}, 400, BAD, "name"),
     case("description-control", {"description": "\x07"}, 400, INVALID, "description"),
-    case("type-enable-dhcp", {"enable_dhcp": "maybe"}, 400, BAD, "enable_dhcp"),
+    case("type-enable-dhcp", {"enable_dhcp": "maybe"}, 400, INVALID, ("enable_dhcp", NOT_BOOL)),
+    case("enable-dhcp-2", {"enable_dhcp": 2}, 400, INVALID, ("enable_dhcp", NOT_BOOL)),
+    case("gateway-blank", {"gateway_ip": " "}, 400, INVALID, "gateway_ip"),
     case("type-name-int", {"name": 1}, 400, BAD, "name"),
     case("unknown-attr", {"foo": 1}, 400, BAD, ("Unrecognized attribute", "foo")),
     case("read-only-id", {"id": str(uuid.uuid4())}, 400, BAD, "'id'"),
@@ -799,8 +998,24 @@ PORT_CREATE = [
     case("device-owner-newline", {"device_owner": "compute:\n"}, 400, INVALID, "device_owner"),
     case("host-id-control", {"binding:host_id": "h\x1b"}, 400, INVALID, "binding:host_id"),
     case("type-name-int", {"name": 123}, 400, BAD, "name"),
-    case("type-admin-state", {"admin_state_up": "maybe"}, 400, BAD, "admin_state_up"),
+    case("type-admin-state", {"admin_state_up": "maybe"}, 400, INVALID, "admin_state_up"),
+    case("port-security-2", {"port_security_enabled": 2}, 400, INVALID, NOT_BOOL),
     case("type-security-groups", {"security_groups": "default"}, 400, BAD, "security_groups"),
+    case(  # oVirt engine reads binding:profile as Map<String, String>
+        "binding-profile-nested",
+        {"binding:profile": {"capabilities": ["switchdev"]}},
+        400,
+        BAD,
+        ("binding:profile", "strings"),
+    ),
+    case(
+        "binding-profile-bool",
+        {"binding:profile": {"trusted": True}},
+        400,
+        BAD,
+        ("binding:profile", "trusted"),
+    ),
+    case("binding-profile-list", {"binding:profile": ["a"]}, 400, BAD, "binding:profile"),
     case("read-only-status", {"status": "ACTIVE"}, 400, BAD, ("status", "cannot")),
     case("read-only-id", {"id": str(uuid.uuid4())}, 400, BAD, "'id'"),
     case("read-only-vif-type", {"binding:vif_type": "ovs"}, 400, BAD, "binding:vif_type"),
@@ -876,7 +1091,9 @@ PORT_UPDATE = [
     case("fixed-ips-string", {"fixed_ips": "x"}, 400, BAD, "fixed_ips"),
     case("name-newline", {"name": "a\nb"}, 400, INVALID, "name"),
     case("name-256", {"name": "p" * 256}, 400, BAD, "name"),
-    case("type-admin-state", {"admin_state_up": "maybe"}, 400, BAD, "admin_state_up"),
+    case("type-admin-state", {"admin_state_up": "maybe"}, 400, INVALID, "admin_state_up"),
+    case("admin-state-list", {"admin_state_up": [True]}, 400, INVALID, NOT_BOOL),
+    case("binding-profile-int", {"binding:profile": {"n": 1}}, 400, BAD, "binding:profile"),
     case("read-only-status", {"status": "ACTIVE"}, 400, BAD, "status"),
     case("read-only-id", {"id": str(uuid.uuid4())}, 400, BAD, "'id'"),
     case("unknown-attr", {"foo": 1}, 400, BAD, ("Unrecognized attribute", "foo")),

@@ -230,6 +230,23 @@ def test_sync_events_acks_heartbeat_release(world: tuple, tmp_path: Path) -> Non
     ]
 
 
+def test_a_network_without_a_bridge_is_never_sent_to_an_agent(world: tuple) -> None:
+    """vdsm_name null (a free-text name, as oVirt engine creates networks): a sync
+    answers it as missing (the contract's NetworkInfo needs a VDSM name), without a
+    DHCP port; once it has a bridge, it is served like any other."""
+    engine, agent, api = world
+    net, _ = api.network("VM Network", "10.3.0.0/24")
+    assert net["vdsm_name"] is None
+    reply = agent.sync([net["id"]])
+    assert (reply.networks, reply.missing) == ([], [net["id"]])
+    ports = api.http.get("/ports", params={"network_id": net["id"]}).json()["ports"]
+    assert ports == []  # no DHCP port was allocated for it
+    assert "has no bridge" in engine.logs()
+    api.http.put(f"/networks/{net['id']}", json={"network": {"vdsm_name": "vmnet3"}})
+    (state,) = agent.sync([net["id"]]).networks
+    assert state.network.vdsm_name == "vmnet3" and state.dhcp_port is not None
+
+
 def test_malformed_message_is_logged_and_engine_keeps_serving(world: tuple, tmp_path: Path) -> None:
     engine, agent, api = world
     net, _ = api.network("green", "10.3.0.0/24")

@@ -131,8 +131,8 @@ def test_network_dhcp_lease_time(cli) -> None:  # type: ignore[no-untyped-def]
 def test_errors_are_one_clear_line(cli) -> None:  # type: ignore[no-untyped-def]
     missing = cli("network", "show", "nope", ok=False)
     assert missing.returncode == 1 and "no network with id or name 'nope'" in missing.stdout
-    bad = cli("network", "create", "bad name", ok=False)
-    assert bad.returncode == 1 and "vdsm_name must be given" in bad.stdout
+    bad = cli("network", "create", "n0", "--vdsm-name", "bad name", ok=False)
+    assert bad.returncode == 1 and "is not a VDSM network name" in bad.stdout
     net = cli.json("network", "create", "n1")
     bad_cidr = cli("subnet", "create", "--network", net["id"], "10.0.0.0/33", ok=False)
     assert bad_cidr.returncode == 1 and "InvalidInput" in bad_cidr.stdout
@@ -160,6 +160,24 @@ def test_placement_lists_networks_and_their_dhcp_hosts(cli) -> None:  # type: ig
             "ha_count": 2,
             "dhcp_lease_time": None,
             "dhcp_hosts": [],
+            "not_served_because": None,
         }
     ]
     assert "vmnet" in cli("placement").stdout
+
+
+def test_placement_says_why_a_network_has_no_dhcp_server(cli) -> None:  # type: ignore[no-untyped-def]
+    """A name that is no VDSM name (oVirt engine creates such networks) gives a network
+    without a bridge: kept, placed on no host, and placement says why."""
+    net = cli.json("network", "create", "VM Network 2")
+    assert net["vdsm_name"] is None
+    cli.json("network", "create", "idle", "--ha-count", "0")
+    rows = {r["network"]: r for r in cli.json("placement")}
+    reason = rows["VM Network 2"]["not_served_because"]
+    assert reason.startswith(f"Network {net['id']} has no bridge (vdsm_name is null)")
+    assert "set its vdsm_name" in reason
+    assert rows["idle"]["not_served_because"] == "HA count 0"
+    assert "has no bridge" in cli("placement").stdout
+    cli.json("network", "set", net["id"], "--vdsm-name", "vmnet2")
+    rows = {r["network"]: r for r in cli.json("placement")}
+    assert rows["VM Network 2"]["not_served_because"] is None

@@ -85,6 +85,13 @@ def test_token_strategy_needs_a_token(tmp_path: Path) -> None:
     )
 
 
+def test_ready_timeout_stays_within_ovirt_engines_socket_timeout(tmp_path: Path) -> None:
+    """oVirt engine gives up on an answer after 30 s: a port create must answer first."""
+    assert _conf(tmp_path, "[dhcp]\nready_timeout = 25\n").dhcp.ready_timeout == 25
+    with pytest.raises(ValueError, match="25"):
+        _conf(tmp_path, "[dhcp]\nready_timeout = 30\n").dhcp.ready_timeout  # noqa: B018
+
+
 def test_engine_with_only_a_state_path_serves_on_127_0_0_1_9696(tmp_path: Path) -> None:
     conf = tmp_path / "engine.conf"
     conf.write_text(f"[DEFAULT]\nstate_path = {tmp_path}/state\n")

@@ -29,7 +29,7 @@ def amqp_url() -> Iterator[str]:
 def test_rabbitmq_restarted_while_ports_are_created(
     amqp_url: str, world_factory, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    world = world_factory(amqp_url, engine_conf="[dhcp]\nready_timeout = 30\n")
+    world = world_factory(amqp_url, engine_conf="[dhcp]\nready_timeout = 25\n")
     world.serve()
     world.agent.start()
     world.wait_serving()

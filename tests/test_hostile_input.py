@@ -88,6 +88,9 @@ VALIDATED = {
         f"/v2.0/networks/{net}", json={"network": {"mtu": v}}
     ),
 }
+#: Values a validated field takes on purpose: gateway_ip "" is no gateway (oVirt's
+#: Administration Portal sends a blank gateway box as "").
+MEANINGFUL = {("subnet.gateway_ip", "empty")}
 # Free text in Neutron (names, device ids): kept as text, or refused when unstorable.
 FREE_TEXT = ["name", "device_id", "device_owner", "description"]
 
@@ -102,6 +105,8 @@ def test_rest_api_refuses_or_contains_hostile_input(world_factory) -> None:  # t
     refused = 0
     for field, send in VALIDATED.items():
         for label, value in HOSTILE.items():
+            if (field, label) in MEANINGFUL:
+                continue
             before = snapshot(api)
             resp = send(api, net, value)
             assert resp.status_code == 400, (field, label, resp.status_code, resp.text)

@@ -96,3 +96,48 @@ def test_0003_keeps_networks_with_the_agents_lease_time(
     assert net["dhcp_lease_time"] is None
     assert store.update_network(NET_ID, {"dhcp_lease_time": -1})["dhcp_lease_time"] == -1
     db.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_0005_keeps_networks_subnets_and_ports_and_allows_no_bridge(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A store at 0004 with a network, a subnet and a port: 0005 copies the networks
+    table on SQLite (foreign keys are off meanwhile, or the subnets and ports would
+    cascade away); afterwards a network may have no bridge and a 256-character name,
+    and the bridges stay unique."""
+    url = (
+        f"sqlite:///{tmp_path}/m.sqlite"
+        if backend == "sqlite"
+        else request.getfixturevalue("pg_url")
+    )
+    db = Database(url)
+    migrate.upgrade(db, "0004")
+    store = Store(db)
+    with db.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO networks (id, name, vdsm_name, mtu, admin_state_up, ha_count, "
+                "project_id, description, extra, created_at, updated_at, revision_number) "
+                "VALUES (:id, 'old', 'old', 1500, true, 2, '', '', '{}', :t, :t, 5)"
+            ),
+            {"id": NET_ID, "t": "2026-01-01T00:00:00.000000Z"},
+        )
+    sub = store.create_subnet({"network_id": NET_ID, "cidr": "10.0.0.0/24"})
+    port = store.create_port({"network_id": NET_ID, "device_id": "vm"})
+    migrate.upgrade(db)
+    migrate.check(db)
+    assert [s["id"] for s in store.list_subnets()] == [sub["id"]]
+    assert store.get_port(port["id"])["fixed_ips"] == port["fixed_ips"]
+    net = store.get_network(NET_ID)
+    assert (net["vdsm_name"], net["revision_number"], net["subnets"]) == ("old", 5, [sub["id"]])
+    if backend == "sqlite":
+        with db.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
+    bare = [store.create_network({"name": "VM Network " + "x" * 245}) for _ in range(2)]
+    assert [n["vdsm_name"] for n in bare] == [None, None]
+    assert len(bare[0]["name"]) == 256
+    with pytest.raises(Exception, match="already used"):
+        store.create_network({"name": "n", "vdsm_name": "old"})
+    db.dispose()

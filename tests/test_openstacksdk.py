@@ -185,6 +185,16 @@ def test_network_listing_follows_pagination_links(conn):
     assert [n.id for n in conn.network.networks(limit=2, name="page3")] == [created[3]]
 
 
+def test_sorted_listing_pages_in_sort_order(conn):
+    """sort_key/sort_dir are honoured, also across the pages the SDK follows."""
+    mtus = {"c": 1400, "a": 9000, "d": 1400, "b": 1500, "e": 9000}
+    made = {conn.network.create_network(name=n, mtu=m).name for n, m in mtus.items()}
+    names = [n.name for n in conn.network.networks(sort_key="name", sort_dir="desc", limit=2)]
+    assert names == sorted(made, reverse=True)
+    by_mtu = conn.network.networks(sort_key=["mtu", "name"], sort_dir=["desc", "asc"])
+    assert [n.name for n in by_mtu] == ["a", "e", "b", "c", "d"]
+
+
 def test_find_network_by_name_and_id(conn, net):
     assert conn.network.find_network("sdknet").id == net.id
     assert conn.network.find_network(net.id).name == "sdknet"

@@ -81,3 +81,14 @@ def test_load_by_ports_puts_a_big_network_alone() -> None:
     assert by_ports["b"] == by_ports["c"] != by_ports["a"]
     by_networks = place([big, small1, small2], two, {})
     assert by_networks["a"] == by_networks["c"] != by_networks["b"]
+
+
+def test_a_network_without_a_bridge_is_placed_on_no_host() -> None:
+    """vdsm_name None (a free-text name, no provider:physical_network): no host is
+    eligible, not even one carrying a bridge of the same (None) name, and a placement
+    it had goes."""
+    bare = Network("n2", None, 2, True)
+    assert place([NET, bare], THREE, {}).get("n2") is None
+    assert place([bare], THREE, {"n2": ["h1", "h2"]}) == {}
+    lists = host_lists(place([NET, bare], THREE, {}), [NET, bare], THREE)
+    assert all(e["id"] == "n1" for entries in lists.values() for e in entries)

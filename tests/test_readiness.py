@@ -23,7 +23,14 @@ class _Store:
             for h in serving
         ]
         self.acked = acked
-        self.network = {"admin_state_up": True, "ha_count": 1, "vdsm_name": "ovirtmgmt"}
+        self.network = {
+            "id": "n1",
+            "name": "ovirtmgmt",
+            "admin_state_up": True,
+            "ha_count": 1,
+            "vdsm_name": "ovirtmgmt",
+        }
+        self.others: list[dict] = []  # other networks (their bridges)
         self.subnets = [{"network_id": "n1", "enable_dhcp": True}]
         self.hosts = [{"name": "h9", "bridges": ["ovirtmgmt"], "last_seen": now}]
 
@@ -32,6 +39,9 @@ class _Store:
 
     def get_network(self, _net_id: str) -> dict:
         return self.network
+
+    def list_networks(self, wanted: dict) -> list[dict]:
+        return [n for n in self.others if n["vdsm_name"] in wanted["vdsm_name"]]
 
     def list_subnets(self, _wanted: dict) -> list[dict]:
         return self.subnets
@@ -79,6 +89,17 @@ def test_acks_of_other_revisions_or_dead_hosts_do_not_count() -> None:
         (lambda s: s.subnets[0].update(enable_dhcp=False), "no DHCP-enabled subnet"),
         (lambda s: s.hosts[0].update(bridges=["other"]), "No live host carries bridge ovirtmgmt"),
         (lambda s: s.hosts[0].update(last_seen=time.time() - 60), "No live host carries"),
+        (
+            lambda s: s.network.update(vdsm_name=None, name="VM Network"),
+            "has no bridge (vdsm_name is null): neither provider:physical_network nor its name",
+        ),
+        (
+            lambda s: (
+                s.network.update(vdsm_name=None, name="x", **{"provider:physical_network": "br1"}),
+                s.others.append({"id": "n2", "vdsm_name": "br1"}),
+            ),
+            "bridge br1 (from provider:physical_network) is the bridge of network n2",
+        ),
     ],
 )
 def test_a_network_no_host_can_serve_answers_at_once(change, reason: str) -> None:  # type: ignore[no-untyped-def]

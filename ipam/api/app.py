@@ -7,7 +7,7 @@ from oslo_config import cfg
 
 from ipam.api import agents, discovery, errors, identity
 from ipam.api.auth import AuthPlugin, NoAuth, StaticTokenAuth
-from ipam.api.middleware import BodyLimitAndAccessLog
+from ipam.api.middleware import BodyLimitAndAccessLog, ClientPaths
 from ipam.api.models import NetworkBody, PortBody, SubnetBody
 from ipam.api.resources import crud_router
 from ipam.readiness import Readiness
@@ -65,7 +65,16 @@ def create_app(
     app.include_router(crud_router("networks", "network", NetworkBody, store_of))
     app.include_router(crud_router("subnets", "subnet", SubnetBody, store_of))
     app.include_router(
-        crud_router("ports", "port", PortBody, store_of, {"fixed_ips"}, after_write=_port_ready)
+        crud_router(
+            "ports",
+            "port",
+            PortBody,
+            store_of,
+            {"fixed_ips"},
+            after_write=_port_ready,
+            full_list=lambda request: store_of(request).port_list_body(),
+        )
     )
+    app.add_middleware(ClientPaths)  # inside the access log: it logs the path as sent
     app.add_middleware(BodyLimitAndAccessLog, max_body=max_body)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 
+from ipam.api import views
 from ipam.api.auth import require_token
 from ipam.exceptions import NotFound
 
@@ -67,8 +68,10 @@ COLLECTIONS = ["networks", "subnets", "ports", "network-ip-availabilities", "ext
 
 
 def base_url(request: Request) -> str:
+    """Where this API is, as the client reached it: the public URL (or the request's
+    own), and the view's base path (``/ovirt`` for oVirt engine's, ipam.api.views)."""
     public = request.app.state.public_url
-    return (public or str(request.base_url)).rstrip("/")
+    return (public or str(request.base_url)).rstrip("/") + request.scope.get(views.BASE, "")
 
 
 @router.get("/", tags=["discovery"], summary="API versions")

@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from ipam.api.models import CONVERSION_ERROR
 from ipam.exceptions import IdentityUnauthorized, IpamError
 
 LOG = logging.getLogger(__name__)
@@ -41,6 +42,15 @@ def neutron_error(status: int, type_: str, message: str, detail: str = "") -> JS
         status_code=status,
         content={"NeutronError": {"type": type_, "message": message, "detail": detail}},
     )
+
+
+def _conversion_message(exc: RequestValidationError) -> str | None:
+    """Neutron's InvalidInput message when every problem is a value that does not
+    convert (ipam.api.models: convert_to_int, convert_to_boolean), else None."""
+    errors = exc.errors()
+    if not errors or any(e.get("type") != CONVERSION_ERROR for e in errors):
+        return None
+    return " ".join(f"Invalid input for {e['loc'][-1]}. Reason: {e.get('msg')}." for e in errors)
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -81,6 +91,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:
+        conversion = _conversion_message(exc)
+        if conversion is not None:  # as Neutron refuses what its converters refuse
+            return neutron_error(400, "InvalidInput", conversion)
         return neutron_error(400, "HTTPBadRequest", _validation_message(exc))
 
     @app.exception_handler(HTTPException)

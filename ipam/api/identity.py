@@ -1,6 +1,8 @@
 """A Keystone-style token endpoint, as oVirt's own OVN provider offers one.
 
-oVirt engine's provider client speaks Keystone v2.0 (``POST /v2.0/tokens``);
+oVirt engine's provider client speaks Keystone v2.0 (``POST /v2.0/tokens``, and
+``POST /v3/tokens`` with the same body when its auth URL ends in /v3 and no tenant is
+set);
 keystoneauth (openstacksdk) speaks v3 (``POST /v3/auth/tokens``). Both hand out
 the token of the configured auth plugin and a catalog naming this API as the
 ``network`` service.
@@ -37,6 +39,12 @@ def _issue(request: Request, username: str, password: str) -> str:
 
 
 @router.post("/v2.0/tokens", summary="Keystone v2.0 token (oVirt engine)")
+@router.post(
+    "/v3/tokens",
+    summary="Keystone v2.0 token under a /v3 auth URL",
+    description="oVirt engine's External Network Provider with a /v3 authentication URL "
+    "and no tenant posts the Keystone v2.0 body here; answered as /v2.0/tokens.",
+)
 def v2_tokens(request: Request, body: V2TokenBody) -> dict:
     creds = body.auth.passwordCredentials
     token = _issue(request, creds.username if creds else "", creds.password if creds else "")

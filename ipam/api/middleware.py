@@ -1,10 +1,14 @@
-"""ASGI middleware: refuse oversized bodies before parsing, log one line per request."""
+"""ASGI middleware: refuse oversized bodies before parsing, log one line per request;
+ignore empty path segments and serve the oVirt view's base path."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import time
+
+from ipam.api.views import BASE, OVIRT, OVIRT_BASE, VIEW
 
 LOG = logging.getLogger("ipam.api.access")
 
@@ -93,3 +97,50 @@ class BodyLimitAndAccessLog:
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)
+
+
+_SLASHES = re.compile(r"/{2,}")
+_RAW_SLASHES = re.compile(rb"/{2,}")
+
+
+def _normal(path: str) -> str:
+    path = _SLASHES.sub("/", path)
+    return path.rstrip("/") or "/"
+
+
+class ClientPaths:
+    """Paths as clients really send them.
+
+    Empty path segments are ignored: oVirt engine glues the provider URL the
+    administrator typed and ``/v2.0`` verbatim, so a URL typed with a trailing slash
+    gives ``//v2.0/networks``, and engine-setup's auth URL ``.../v2.0/`` gives
+    ``/v2.0//tokens``. A trailing slash goes too (``/v2.0/`` is ``/v2.0``).
+
+    ``/ovirt/...`` is served as ``/...`` in oVirt engine's view (ipam.api.views):
+    the scope carries the view and its base path, which the answers' links keep.
+    """
+
+    def __init__(self, app) -> None:  # type: ignore[no-untyped-def]
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        if scope["type"] == "http":
+            path = _normal(scope["path"])
+            raw = scope.get("raw_path")
+            raw = _RAW_SLASHES.sub(b"/", raw).rstrip(b"/") or b"/" if raw else None
+            view, base = None, ""
+            if path == OVIRT_BASE or path.startswith(OVIRT_BASE + "/"):
+                view, base = OVIRT, OVIRT_BASE
+                path = path[len(OVIRT_BASE) :] or "/"
+                if raw is not None and raw.startswith(OVIRT_BASE.encode()):
+                    raw = raw[len(OVIRT_BASE) :] or b"/"
+                else:
+                    raw = None
+            if path != scope["path"] or view is not None:
+                scope = dict(scope, path=path)
+                if raw is not None:
+                    scope["raw_path"] = raw
+                else:
+                    scope.pop("raw_path", None)
+                scope[VIEW], scope[BASE] = view, base
+        await self.app(scope, receive, send)

@@ -1,43 +1,139 @@
 """Request bodies of the REST API. Unknown attributes are refused (Neutron does the
 same); attributes Neutron defines but we do not act on are accepted and kept.
-The OpenAPI document is generated from these models."""
+The OpenAPI document is generated from these models.
+
+Where Neutron converts a value before checking it (neutron-lib's ``convert_to_int``,
+``convert_to_boolean``), so do we: python-openstackclient sends ``--mtu 1400`` as
+the string "1400". A value that does not convert is refused as Neutron refuses it
+(400, ``InvalidInput``). Two deliberate differences: what Python's ``int()`` would
+silently alter (``1.5`` -> 1, ``true`` -> 1) is refused rather than truncated, and
+our own integer attributes (``ha_count``, ``dhcp_lease_time``) convert like
+Neutron's.
+"""
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
 from ipam.contracts import LEASE_TIME_INFINITE, LEASE_TIME_MAX, LEASE_TIME_MIN, LEASE_TIME_RULE
+from ipam.validators import NETWORK_NAME_MAX
 
 Name = str
 _S = Field(default=None, max_length=255)
 _LIST = Field(default=None, max_length=64)
 #: Attributes whose null a client sends on purpose (an update back to the default).
 _NULL_IS_A_VALUE = {"gateway_ip", "dhcp_lease_time"}
+#: The error type of a value that does not convert (ipam.api.errors: InvalidInput).
+CONVERSION_ERROR = "neutron_conversion"
+#: oVirt engine's Java client binds provider:segmentation_id as an Integer.
+JAVA_INT_MAX = 2**31 - 1
+
+_DECIMAL = re.compile(r"^\s*[+-]?[0-9]+\s*$")
+#: oslo.utils' strutils.bool_from_string (strict), as neutron-lib's convert_to_boolean.
+_TRUE = {"1", "t", "true", "on", "y", "yes"}
+_FALSE = {"0", "f", "false", "off", "n", "no"}
 
 
-def _integer_or_null(value: Any) -> Any:
-    """Refuse the wrong types with the rule (bool is no integer here); the store checks
-    the range, as it does for every client."""
-    if value is not None and type(value) is not int:
-        raise ValueError(f"must be {LEASE_TIME_RULE}")
+def _shown(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value[:40])
+    try:
+        return json.dumps(value)[:40]
+    except (TypeError, ValueError):
+        return repr(value)[:40]
+
+
+def _refuse(reason: str) -> PydanticCustomError:
+    # The reason is given as a context value: braces in it are not a template.
+    return PydanticCustomError(CONVERSION_ERROR, "{reason}", {"reason": reason})
+
+
+def to_int(value: Any) -> Any:
+    """neutron-lib's convert_to_int for what it converts faithfully: integers and
+    decimal strings. Booleans and floats are refused, not truncated."""
+    if value is None or type(value) is int:
+        return value
+    if isinstance(value, str) and _DECIMAL.fullmatch(value):
+        return int(value)
+    raise _refuse(f"{_shown(value)} is not an integer")
+
+
+def to_bool(value: Any) -> Any:
+    """neutron-lib's convert_to_boolean: true/false, 1/0 and their string forms."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str | int) and str(value).strip().lower() in _TRUE | _FALSE:
+        return str(value).strip().lower() in _TRUE
+    raise _refuse(f"{_shown(value)} cannot be converted to boolean")
+
+
+def _lease_time(value: Any) -> Any:
+    try:
+        return to_int(value)
+    except PydanticCustomError:
+        raise _refuse(f"{_shown(value)} is not allowed: it must be {LEASE_TIME_RULE}") from None
+
+
+def _none_is_empty_list(value: Any) -> Any:
+    """neutron-lib's convert_none_to_empty_list (security_groups: oVirt engine sends
+    null on purpose when a vNIC profile has no security groups)."""
+    return [] if value is None else value
+
+
+def _string_map(value: Any) -> Any:
+    """binding:profile: oVirt engine's Java client binds it as Map<String, String>,
+    and one port with another value would make the whole port list unreadable to it."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(item, str):
+                raise ValueError(
+                    f"the value of {key!r} is {_shown(item)}: binding:profile values must be "
+                    "strings (oVirt engine reads binding:profile as a map of strings)"
+                )
     return value
 
 
+_INT_SCHEMA = {
+    "anyOf": [
+        {"type": "integer"},
+        {"type": "string", "pattern": _DECIMAL.pattern},
+        {"type": "null"},
+    ]
+}
+_BOOL_SCHEMA = {
+    "anyOf": [
+        {"type": "boolean"},
+        {"type": "string", "enum": sorted(_TRUE | _FALSE)},
+        {"type": "integer", "enum": [0, 1]},
+        {"type": "null"},
+    ]
+}
+#: An integer as Neutron converts it (convert_to_int); the store checks the range.
+NInt = Annotated[int | None, BeforeValidator(to_int), WithJsonSchema(_INT_SCHEMA)]
+#: A boolean as Neutron converts it (convert_to_boolean).
+NBool = Annotated[bool | None, BeforeValidator(to_bool), WithJsonSchema(_BOOL_SCHEMA)]
+
 LeaseTime = Annotated[
-    StrictInt | None,
-    BeforeValidator(_integer_or_null),
+    int | None,
+    BeforeValidator(_lease_time),
     WithJsonSchema(
         {
             "anyOf": [
                 {"type": "integer", "minimum": LEASE_TIME_MIN, "maximum": LEASE_TIME_MAX},
                 {"type": "integer", "enum": [LEASE_TIME_INFINITE]},
+                {"type": "string", "pattern": _DECIMAL.pattern},
                 {"type": "null"},
             ]
         }
     ),
 ]
+SecurityGroups = Annotated[list[str] | None, BeforeValidator(_none_is_empty_list)]
+StringMap = Annotated[dict[str, str] | None, BeforeValidator(_string_map)]
 
 
 class _Body(BaseModel):
@@ -51,14 +147,20 @@ class _Body(BaseModel):
 
 
 class NetworkAttrs(_Body):
-    name: str | None = _S
+    name: str | None = Field(
+        default=None,
+        max_length=NETWORK_NAME_MAX,
+        description="Free text, up to 256 characters (as oVirt names networks).",
+    )
     vdsm_name: str | None = Field(
         default=None,
         max_length=15,
-        description="Bridge name of the network on the hosts (VDSM's name); defaults to name "
-        "when name is a valid VDSM name.",
+        description="Bridge name of the network on the hosts (VDSM's name). Absent: "
+        "provider:physical_network when it is a valid VDSM name, else the name when it is "
+        "one (and no other network has it); otherwise the network has no bridge (null) and "
+        "no DHCP server until vdsm_name is set.",
     )
-    ha_count: StrictInt | None = Field(
+    ha_count: NInt = Field(
         default=None, description="How many hosts run a DHCP server for this network (0: none)."
     )
     dhcp_lease_time: LeaseTime = Field(
@@ -67,24 +169,32 @@ class NetworkAttrs(_Body):
         "null or absent: the DHCP agent's [dhcp_agent] lease_time (an update to null goes "
         "back to it).",
     )
-    mtu: StrictInt | None = None
-    admin_state_up: bool | None = None
+    mtu: NInt = None
+    admin_state_up: NBool = None
     description: str | None = Field(default=None, max_length=1024)
     tenant_id: str | None = _S
     project_id: str | None = _S
-    shared: bool | None = None
-    router_external: bool | None = Field(default=None, alias="router:external")
-    port_security_enabled: bool | None = None
+    shared: NBool = None
+    router_external: NBool = Field(default=None, alias="router:external")
+    port_security_enabled: NBool = None
     tags: list[str] | None = _LIST
     availability_zone_hints: list[str] | None = _LIST
-    provider_network_type: str | None = Field(default=None, alias="provider:network_type")
-    provider_physical_network: str | None = Field(default=None, alias="provider:physical_network")
-    provider_segmentation_id: StrictInt | None = Field(
-        default=None, alias="provider:segmentation_id", ge=0, le=2**32
+    provider_network_type: str | None = Field(
+        default=None, alias="provider:network_type", max_length=255
+    )
+    provider_physical_network: str | None = Field(
+        default=None,
+        alias="provider:physical_network",
+        max_length=255,
+        description="oVirt engine sends the VDSM name of the physical oVirt network a "
+        "network is linked to: it becomes the bridge when vdsm_name is not given.",
+    )
+    provider_segmentation_id: NInt = Field(
+        default=None, alias="provider:segmentation_id", ge=0, le=JAVA_INT_MAX
     )
     dns_domain: str | None = _S
     qos_policy_id: str | None = _S
-    is_default: bool | None = None
+    is_default: NBool = None
 
 
 class AllocationPool(_Body):
@@ -101,12 +211,14 @@ class SubnetAttrs(_Body):
     name: str | None = _S
     network_id: str | None = Field(default=None, max_length=36)
     cidr: str | None = Field(default=None, max_length=18)
-    ip_version: int | None = None
-    gateway_ip: str | None = Field(default=None, max_length=15)
+    ip_version: NInt = Field(default=None, description="4 (IPv6 is not supported).")
+    gateway_ip: str | None = Field(
+        default=None, max_length=15, description='null or "": no gateway.'
+    )
     allocation_pools: list[AllocationPool] | None = _LIST
     dns_nameservers: list[str] | None = _LIST
     host_routes: list[HostRoute] | None = _LIST
-    enable_dhcp: bool | None = None
+    enable_dhcp: NBool = None
     description: str | None = Field(default=None, max_length=1024)
     tenant_id: str | None = _S
     project_id: str | None = _S
@@ -116,7 +228,7 @@ class SubnetAttrs(_Body):
     subnetpool_id: str | None = _S
     service_types: list[str] | None = _LIST
     segment_id: str | None = _S
-    dns_publish_fixed_ip: bool | None = None
+    dns_publish_fixed_ip: NBool = None
 
 
 class FixedIp(_Body):
@@ -132,19 +244,25 @@ class PortAttrs(_Body):
     device_id: str | None = _S
     device_owner: str | None = _S
     binding_host_id: str | None = Field(default=None, alias="binding:host_id", max_length=255)
-    admin_state_up: bool | None = None
+    admin_state_up: NBool = None
     description: str | None = Field(default=None, max_length=1024)
     tenant_id: str | None = _S
     project_id: str | None = _S
-    security_groups: list[str] | None = _LIST
-    port_security_enabled: bool | None = None
+    security_groups: SecurityGroups = Field(
+        default=None, max_length=64, description="null: none (as Neutron converts it)."
+    )
+    port_security_enabled: NBool = None
     tags: list[str] | None = _LIST
     binding_vnic_type: str | None = Field(default=None, alias="binding:vnic_type", max_length=32)
-    binding_profile: dict[str, Any] | None = Field(default=None, alias="binding:profile")
+    binding_profile: StringMap = Field(
+        default=None,
+        alias="binding:profile",
+        description="A map of strings (oVirt engine reads it as Map<String, String>).",
+    )
     allowed_address_pairs: list[dict[str, Any]] | None = _LIST
     dns_name: str | None = _S
     qos_policy_id: str | None = _S
-    propagate_uplink_status: bool | None = None
+    propagate_uplink_status: NBool = None
 
 
 class NetworkBody(_Body):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ipam import networks
 from ipam.cli import table
 from ipam.cli.client import ApiError, Client
 
@@ -110,12 +111,27 @@ def _attrs_port(a: argparse.Namespace, client: Client) -> dict[str, Any]:
     return out
 
 
+def _not_placed(net: dict[str, Any], nets: list[dict[str, Any]]) -> str | None:
+    """Why no host can serve the network, when the network itself says so."""
+    if net["vdsm_name"] is None:
+        candidate = networks.bridge_candidate(net["name"], net.get(networks.PHYSNET))
+        holder = next((n["id"] for n in nets if candidate and n["vdsm_name"] == candidate), None)
+        return networks.no_bridge_reason(net, holder)
+    if not net["admin_state_up"]:
+        return "administratively down"
+    if not net["ha_count"]:
+        return "HA count 0"
+    return None
+
+
 def placement(a: argparse.Namespace) -> int:
-    """Which hosts' DHCP agents serve each network, and whether they are alive."""
+    """Which hosts' DHCP agents serve each network, and whether they are alive; for a
+    network no host can serve, why (no bridge, down, HA count 0)."""
     client = Client(a.url, a.token)
     try:
         rows = []
-        for net in client.request("GET", "/v2.0/networks")["networks"]:
+        nets = client.request("GET", "/v2.0/networks")["networks"]
+        for net in nets:
             agents = client.request("GET", f"/v2.0/networks/{net['id']}/dhcp-agents")["agents"]
             rows.append(
                 {
@@ -127,12 +143,21 @@ def placement(a: argparse.Namespace) -> int:
                     "dhcp_hosts": [
                         f"{x['host']} ({'alive' if x['alive'] else 'DOWN'})" for x in agents
                     ],
+                    "not_served_because": _not_placed(net, nets),
                 }
             )
     except ApiError as exc:
         print(f"Error: {exc}")
         return 1
-    columns = ["network", "id", "vdsm_name", "ha_count", "dhcp_lease_time", "dhcp_hosts"]
+    columns = [
+        "network",
+        "id",
+        "vdsm_name",
+        "ha_count",
+        "dhcp_lease_time",
+        "dhcp_hosts",
+        "not_served_because",
+    ]
     print(table.show_list(rows, columns, a.format))
     return 0
 
@@ -165,7 +190,11 @@ def _fields(kind: str, p: argparse.ArgumentParser, create: bool) -> None:
         p.add_argument(
             "name", nargs=None if create else "?", default=None
         ) if create else p.add_argument("--name")
-        p.add_argument("--vdsm-name", help="bridge name on the hosts (default: the name)")
+        p.add_argument(
+            "--vdsm-name",
+            help="bridge name on the hosts (default: the name when it is a VDSM name; "
+            "otherwise none, and no DHCP server until it is set)",
+        )
         p.add_argument("--ha-count", type=int, help="hosts serving DHCP for it (default 1)")
         p.add_argument(
             "--dhcp-lease-time",

@@ -41,8 +41,24 @@ def current_revision(db: Database) -> str | None:
 
 def upgrade(db: Database, revision: str = "head") -> None:
     before = current_revision(db)
-    with db.engine.begin() as conn:
-        command.upgrade(_config(db, conn), revision)
+    sqlite = db.dialect == "sqlite"
+    with db.engine.connect() as conn:
+        if sqlite:
+            # SQLite alters a table by copying it (alembic's batch mode) and dropping the
+            # old one; with foreign keys on, that drop would cascade to every subnet and
+            # port. So: off for the migration (outside a transaction, where SQLite
+            # allows it), checked before the commit, on again after (SQLite's procedure).
+            conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                command.upgrade(_config(db, conn), revision)
+                if sqlite:
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+                    if broken:
+                        raise RuntimeError(f"migration broke foreign keys: {broken[:5]}")
+        finally:
+            if sqlite:
+                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")
     LOG.info("Store schema upgraded from %s to %s", before or "empty", current_revision(db))
 
 

@@ -38,8 +38,10 @@ networks = sa.Table(
     "networks",
     metadata,
     sa.Column("id", ID, primary_key=True),
-    sa.Column("name", sa.String(255), nullable=False, server_default=""),
-    sa.Column("vdsm_name", sa.String(15), nullable=False, unique=True),
+    # Up to 256 characters, as oVirt names networks.
+    sa.Column("name", sa.String(256), nullable=False, server_default=""),
+    # NULL: no bridge (no DHCP server); unique among the networks that have one.
+    sa.Column("vdsm_name", sa.String(15), nullable=True, unique=True),
     sa.Column("mtu", sa.Integer, nullable=False),
     sa.Column("admin_state_up", sa.Boolean, nullable=False),
     sa.Column("ha_count", sa.Integer, nullable=False),
@@ -156,4 +158,23 @@ port_acks = sa.Table(
     sa.Column("host", sa.String(64), primary_key=True),
     sa.Column("revision_number", sa.Integer, nullable=False),
     sa.Column("acked_at", sa.Float, nullable=False),
+)
+
+# Change counters kept by triggers (migration 0004): 'ports' advances with every
+# committed change of a port or of its addresses; changes up to ``pruned`` may be
+# gone from port_changes, which holds, per port, the counter value of its last change.
+change_counters = sa.Table(
+    "change_counters",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("n", sa.BigInteger, nullable=False),
+    sa.Column("pruned", sa.BigInteger, nullable=False),
+)
+
+# No foreign key: a deleted port's row says that it changed (it is gone).
+port_changes = sa.Table(
+    "port_changes",
+    metadata,
+    sa.Column("port_id", ID, primary_key=True),
+    sa.Column("n", sa.BigInteger, nullable=False, index=True),
 )
