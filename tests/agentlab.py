@@ -4,10 +4,13 @@ readiness tests)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,7 +19,9 @@ import psutil
 import pytest
 
 from dhcp_driver.mapping import write_mapping
+from ipam import contracts
 from ipam.lab.netparts import Bridge, Vm, rand
+from ipam.messaging import Bus
 from ipam.polling import wait_for
 
 CIDR = "10.66.0.0/24"
@@ -186,3 +191,32 @@ def world_factory(tmp_path: Path, engine_factory) -> Iterator[Callable[..., Worl
     yield make
     for world in made:
         world.close()
+
+
+@contextlib.contextmanager
+def host_heartbeats(url: str) -> Iterator[list[tuple[float, list[str]]]]:
+    """The host heartbeats that reach the engine's queue on this bus, as they come:
+    (time.monotonic() on arrival, the bridges reported)."""
+    bus, stop, beats = Bus(url), threading.Event(), []
+
+    def on_message(env: contracts.Envelope, body: object) -> None:
+        if env.type == "host.heartbeat":
+            beats.append((time.monotonic(), list(body.bridges)))  # type: ignore[attr-defined]
+
+    consumer = threading.Thread(
+        target=bus.consume, args=(contracts.ENGINE_QUEUE, on_message, stop), daemon=True
+    )
+    consumer.start()
+    try:
+        yield beats
+    finally:
+        stop.set()
+        consumer.join(5)
+        bus.close()
+
+
+def reported_at(beats: list[tuple[float, list[str]]], bridge: str, timeout: float = 5) -> float:
+    """When the first heartbeat naming ``bridge`` arrived."""
+    return wait_for(
+        lambda: next((t for t, b in beats if bridge in b), None), timeout, f"{bridge} reported"
+    )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -17,11 +16,11 @@ import pytest
 
 from dhcp_driver.interface import OvirtInterfaceDriver
 from dhcp_driver.mapping import write_mapping
-from ipam import contracts, placement
+from ipam import placement
 from ipam.lab.labhost import LabHost
 from ipam.lab.netparts import Bridge, rand
-from ipam.messaging import Bus
 from ipam.polling import wait_for
+from tests.agentlab import host_heartbeats, reported_at
 from vdsm_verb.host_service import bridges
 from vdsm_verb.vdsm_plugin.network.ovirt_ipam_dhcp import vdsm_networks
 
@@ -104,43 +103,28 @@ def test_the_host_service_reports_a_network_vdsm_sets_up_at_once(tmp_path: Path)
     service reports the network when the configuration names it, not a heartbeat
     later (heartbeats a minute apart here)."""
     url = f"filesystem://{tmp_path}/bus"
-    bus, stop, beats = Bus(url), threading.Event(), []
-
-    def on_message(env: contracts.Envelope, body: object) -> None:
-        if env.type == "host.heartbeat":
-            beats.append((time.monotonic(), list(body.bridges)))  # type: ignore[attr-defined]
-
-    consumer = threading.Thread(
-        target=bus.consume, args=(contracts.ENGINE_QUEUE, on_message, stop), daemon=True
-    )
-    consumer.start()
     segment = Bridge()
     netconf = tmp_path / "vdsm" / "netconf"
     netconf.parent.mkdir()
     save_netconf(netconf, {})
     vdsm = f"vb{rand(6)}"
-    host = LabHost(
-        tmp_path,
-        f"h{rand(4)}",
-        url,
-        {vdsm: segment.name},  # the bridge is there, VDSM does not list it yet
-        extra_conf=f"[host]\nheartbeat_interval = 60\nvdsm_netconf_dir = {netconf}\n",
-    )
-    try:
-        wait_for(lambda: beats, 20, "the first heartbeat")
-        assert beats[0][1] == []
-        save_netconf(netconf, {vdsm: BRIDGED})
-        saved = time.monotonic()
-        at, _ = wait_for(
-            lambda: next(((t, b) for t, b in beats if vdsm in b), None), 5, "the network reported"
+    with host_heartbeats(url) as beats:
+        host = LabHost(
+            tmp_path,
+            f"h{rand(4)}",
+            url,
+            {vdsm: segment.name},  # the bridge is there, VDSM does not list it yet
+            extra_conf=f"[host]\nheartbeat_interval = 60\nvdsm_netconf_dir = {netconf}\n",
         )
-        assert at - saved < 1.0  # not the next periodic heartbeat, 60 s away
-    finally:
-        host.close()
-        segment.remove()
-        stop.set()
-        consumer.join(5)
-        bus.close()
+        try:
+            wait_for(lambda: beats, 20, "the first heartbeat")
+            assert beats[0][1] == []
+            save_netconf(netconf, {vdsm: BRIDGED})
+            saved = time.monotonic()
+            assert reported_at(beats, vdsm) - saved < 1.0  # not the periodic one, 60 s away
+        finally:
+            host.close()
+            segment.remove()
 
 
 @pytest.fixture(autouse=True)

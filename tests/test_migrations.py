@@ -66,20 +66,18 @@ def test_db_commands_and_engine_refuse_an_unmigrated_postgresql(
     assert check.returncode == 0 and migrate.head_revision() in check.stdout
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_0003_keeps_networks_with_the_agents_lease_time(
-    backend: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    """A store at 0002 holding a network: after the upgrade the network is intact and
-    its dhcp_lease_time is null (the DHCP agent's default), then settable."""
+def _with_a_network(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest, revision: str
+) -> tuple[Database, Store]:
+    """A store migrated to ``revision`` holding one network (NET_ID, bridge 'old',
+    HA count 2, revision 5), written as that revision's schema has it."""
     url = (
         f"sqlite:///{tmp_path}/m.sqlite"
         if backend == "sqlite"
         else request.getfixturevalue("pg_url")
     )
     db = Database(url)
-    migrate.upgrade(db, "0002")
-    store = Store(db)
+    migrate.upgrade(db, revision)
     with db.engine.begin() as conn:
         conn.execute(
             sa.text(
@@ -89,6 +87,16 @@ def test_0003_keeps_networks_with_the_agents_lease_time(
             ),
             {"id": NET_ID, "t": "2026-01-01T00:00:00.000000Z"},
         )
+    return db, Store(db)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_0003_keeps_networks_with_the_agents_lease_time(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A store at 0002 holding a network: after the upgrade the network is intact and
+    its dhcp_lease_time is null (the DHCP agent's default), then settable."""
+    db, store = _with_a_network(backend, tmp_path, request, "0002")
     migrate.upgrade(db)
     migrate.check(db)
     net = store.get_network(NET_ID)
@@ -106,23 +114,7 @@ def test_0005_keeps_networks_subnets_and_ports_and_allows_no_bridge(
     table on SQLite (foreign keys are off meanwhile, or the subnets and ports would
     cascade away); afterwards a network may have no bridge and a 256-character name,
     and the bridges stay unique."""
-    url = (
-        f"sqlite:///{tmp_path}/m.sqlite"
-        if backend == "sqlite"
-        else request.getfixturevalue("pg_url")
-    )
-    db = Database(url)
-    migrate.upgrade(db, "0004")
-    store = Store(db)
-    with db.engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "INSERT INTO networks (id, name, vdsm_name, mtu, admin_state_up, ha_count, "
-                "project_id, description, extra, created_at, updated_at, revision_number) "
-                "VALUES (:id, 'old', 'old', 1500, true, 2, '', '', '{}', :t, :t, 5)"
-            ),
-            {"id": NET_ID, "t": "2026-01-01T00:00:00.000000Z"},
-        )
+    db, store = _with_a_network(backend, tmp_path, request, "0004")
     sub = store.create_subnet({"network_id": NET_ID, "cidr": "10.0.0.0/24"})
     port = store.create_port({"network_id": NET_ID, "device_id": "vm"})
     migrate.upgrade(db)
