@@ -337,12 +337,23 @@ class Agent:
         )
         consumer.start()
         cfg_ = self.conf.dhcp_agent
-        next_beat = next_resync = 0.0
+        next_beat = next_resync = retry_at = 0.0
         while not self.stopping.is_set():
             now = time.monotonic()
-            if self.reconcile_wanted.is_set() or self._mapping_changed() or not next_resync:
+            retry = bool(retry_at) and now >= retry_at
+            if (
+                retry
+                or self.reconcile_wanted.is_set()
+                or self._mapping_changed()
+                or not next_resync
+            ):
                 self.reconcile_wanted.clear()
-                self.reconcile()
+                retry_at = 0.0
+                try:
+                    self.reconcile()
+                except Exception:  # one bad turn must not end the agent
+                    LOG.exception("Reconciling the served networks failed; retrying in 2s")
+                    retry_at = now + 2.0
             if now >= next_beat or self.beat_now.is_set():
                 self.beat_now.clear()
                 self.heartbeat()
