@@ -188,10 +188,13 @@ def _fill(store: Store, subnet_id: str, net_id: str, fraction: float) -> None:
         conn.execute(sa.update(subnets).where(subnets.c.id == subnet_id).values(fresh_cursor=used))
 
 
-def test_vdsm_name_defaults_to_a_valid_name_and_is_required_otherwise(store: Store) -> None:
+def test_vdsm_name_defaults_to_a_valid_name_and_is_none_otherwise(store: Store) -> None:
+    """oVirt network names are free (the engine never sends vdsm_name): a name that is
+    no bridge name gives a network without a bridge, which no host serves."""
     assert store.create_network({"name": "ovirtmgmt"})["vdsm_name"] == "ovirtmgmt"
+    assert store.create_network({"name": "VM network with spaces"})["vdsm_name"] is None
     with pytest.raises(exceptions.InvalidInput):
-        store.create_network({"name": "VM network with spaces"})
+        store.create_network({"name": "x", "vdsm_name": "not a bridge name"})
     net = store.create_network({"name": "VM network with spaces", "vdsm_name": "vmnet1"})
     assert (net["name"], net["vdsm_name"], net["ha_count"]) == (
         "VM network with spaces",
