@@ -36,7 +36,7 @@ venv_install '[test]'
 echo "== ruff"
 .venv/bin/python -m ruff check .
 echo "== pytest"
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+.venv/bin/python -m pytest -q -p no:cacheprovider --durations=15 "$@"
 if [ $# -eq 0 ]; then  # the whole suite ran and passed: its reliability record
     # Into build/: a test run leaves the checkout's tracked files as they were.
     .venv/bin/python tools/reliability_report.py build/reliability.jsonl build/reliability.md
