@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ipam.cli import table
-from ipam.lab.lab import CLIENTS, LEASE_TIME, Lab, UpOptions
+from ipam.lab.lab import CLIENTS, LEASE_TIME, Lab, UpOptions, clock
 from ipam.lab.record import DEFAULT_BASE, LabError
 
 
@@ -128,10 +128,6 @@ def status_text(st: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _clock(at: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(at))
-
-
 def continuity_table(vms: list[dict[str, Any]]) -> str:
     def answered(v: dict[str, Any]) -> str:
         if v["answered_by"]:
@@ -139,7 +135,7 @@ def continuity_table(vms: list[dict[str, Any]]) -> str:
                 f"{v['answered_by_host']} ({v['answered_by']}): {v['answer_event']} "
                 f"+{v['answered_after_kill_s']:.1f} s"
             )
-        return f"not yet renewed (T2 at {_clock(v['t2_at'])})"
+        return f"not yet renewed (T2 at {clock(v['t2_at'])})"
 
     def kept(v: dict[str, Any]) -> str:
         if v["kept_address"]:

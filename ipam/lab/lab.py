@@ -689,7 +689,7 @@ class Lab:
                 self.progress(
                     f"watching: {len(states) - len(waiting)}/{len(states)} answered by a live "
                     f"server, {sum(not s['kept_address'] for s in states)} lost their address; "
-                    + (f"next T2 at {_clock(min(t2s))}" if t2s else "every T2 has passed")
+                    + (f"next T2 at {clock(min(t2s))}" if t2s else "every T2 has passed")
                 )
             time.sleep(min(WATCH_INTERVAL, max(0.0, deadline - time.monotonic())))
             states = look()
@@ -957,7 +957,8 @@ def _client(vm: dict[str, Any]) -> VmClient:
     return VmClient(Path(vm["client_dir"]), vm["namespace"], vm["client"])
 
 
-def _clock(at: float) -> str:
+def clock(at: float) -> str:
+    """A wall-clock time as the lab's output shows it (HH:MM:SS, local)."""
     return time.strftime("%H:%M:%S", time.localtime(at))
 
 
@@ -1044,7 +1045,7 @@ def _continuity_line(st: dict[str, Any]) -> str:
             f"{head}; {st['answer_event']} answered by {st['answered_by_host']} "
             f"({st['answered_by']}) {st['answered_after_kill_s']:.1f} s after the kill"
         )
-    return f"{head}; not yet renewed (T2 at {_clock(st['t2_at'])})"
+    return f"{head}; not yet renewed (T2 at {clock(st['t2_at'])})"
 
 
 def _reboot_line(res: dict[str, Any]) -> str:
