@@ -5,6 +5,7 @@ generic list path renders."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -20,7 +21,9 @@ from starlette.responses import JSONResponse
 
 from bench._common import Engine, create_network_and_subnet, database_conf, db_upgrade, write_conf
 from ipam import port_list
+from ipam.api import encoded
 from ipam.api.app import create_app
+from ipam.api.encoded import EncodedPieces
 from ipam.db.engine import Database
 from ipam.db.schema import change_counters, ip_allocations, port_changes, ports
 from ipam.store import Store
@@ -296,3 +299,51 @@ def test_two_engines_on_one_postgresql_list_each_others_changes(
     finally:
         for eng in engines:
             eng.stop()
+
+
+def _run_bodies(*sends: Any) -> None:
+    """Send one small EncodedPieces body through each of sends, all at once."""
+
+    async def main() -> None:
+        pieces = [b'{"ports":[', b"", b"]}"]
+        calls = (EncodedPieces(pieces)({"type": "http"}, None, send) for send in sends)  # type: ignore[arg-type]
+        await asyncio.wait_for(asyncio.gather(*calls), 10)
+
+    asyncio.run(main())
+
+
+def test_big_bodies_take_turns() -> None:
+    """Bodies sent at once go one after the other, each whole before the next begins."""
+    log: list[tuple[str, str]] = []
+
+    def sender(name: str) -> Any:
+        async def send(message: dict[str, Any]) -> None:
+            log.append((name, message["type"]))
+            await asyncio.sleep(0.005)  # a client taking its time, within its turn
+
+        return send
+
+    _run_bodies(sender("a"), sender("b"), sender("c"))
+    assert [n for n, _ in log] == ["a"] * 5 + ["b"] * 5 + ["c"] * 5
+    assert [t for _, t in log[:5]] == ["http.response.start"] + ["http.response.body"] * 4
+
+
+def test_a_client_that_does_not_read_holds_the_others_up_one_turn_at_most() -> None:
+    stalled, done = asyncio.Event(), {}
+    began: dict[str, float] = {}
+
+    async def not_reading(message: dict[str, Any]) -> None:
+        began.setdefault("a", time.monotonic())
+        if message["type"] == "http.response.start":
+            await stalled.wait()  # until b is done: a client that stopped reading
+        done["a"] = time.monotonic()
+
+    async def reading(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body" and not message["body"]:
+            done["b"] = time.monotonic()
+            stalled.set()
+
+    _run_bodies(not_reading, reading)
+    waited = done["b"] - began["a"]
+    assert encoded.TURN_S * 0.9 <= waited < encoded.TURN_S + 2
+    assert done["a"] >= done["b"]  # a's body was still sent, after b's
