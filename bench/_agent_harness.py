@@ -33,8 +33,8 @@ from dhcp_driver.dnsmasq_log import LogFollower, parse
 from dhcp_driver.interface import OvirtInterfaceDriver
 from dhcp_driver.mapping import write_mapping
 from ipam import config as ipam_config
-from ipam import contracts
-from ipam.contracts import (
+from ipam.bus import contracts
+from ipam.bus.contracts import (
     Envelope,
     FixedIp,
     NetworkInfo,
@@ -44,7 +44,7 @@ from ipam.contracts import (
     SubnetState,
     SyncReply,
 )
-from ipam.messaging import Bus
+from ipam.bus.messaging import Bus
 
 SENDER = "ovirt-ipam-bench-engine"
 DHCP_OWNER = "network:dhcp"

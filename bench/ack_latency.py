@@ -7,7 +7,7 @@
                                 [--keep-logs DIR] [--profile-agent DIR [--profile-gil]]
 
 The benchmark plays the engine on the bus (no REST engine, no store): it consumes
-``ipam.contracts.ENGINE_QUEUE``, answers the agent's ``sync.request`` with synthetic
+``ipam.bus.contracts.ENGINE_QUEUE``, answers the agent's ``sync.request`` with synthetic
 networks (a /16 DHCP subnet, N ports, a DHCP port) whose VDSM names are bridges it
 created, and records when each ``port.ack`` arrives. The agent is a real
 ``ovirt-ipam dhcp-agent`` process (own state directory, mapping file, namespace

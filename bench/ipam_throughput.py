@@ -61,11 +61,10 @@ from bench._common import (
     percentile,
     temp_pg_database,
 )
-from ipam import allocation
 from ipam.db import migrate
 from ipam.db.engine import Database
 from ipam.db.schema import ip_allocations, ports, subnets
-from ipam.store import Store
+from ipam.store import Store, allocation
 
 CIDR = "10.0.0.0/16"
 WARMUP_INPROCESS = 100

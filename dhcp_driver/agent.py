@@ -28,10 +28,10 @@ from dhcp_driver.dnsmasq_process import DnsmasqProcess
 from dhcp_driver.interface import OvirtInterfaceDriver
 from dhcp_driver.mapping import MappingError, read_mapping
 from dhcp_driver.served_network import ServedNetwork
-from ipam import contracts
-from ipam.contracts import Envelope, NetworkState, PortState
-from ipam.messaging import Bus
-from ipam.outbox import Outbox
+from ipam.bus import contracts
+from ipam.bus.contracts import Envelope, NetworkState, PortState
+from ipam.bus.messaging import Bus
+from ipam.bus.outbox import Outbox
 from vdsm_verb import config as host_config  # noqa: F401 (registers [host] vdsm_netconf_dir)
 
 LOG = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
 """dnsmasq's configuration and host entries for one served network, from the
-engine's state (ipam.contracts). Only ids and validated addresses reach them."""
+engine's state (ipam.bus.contracts). Only ids and validated addresses reach them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import jinja2
 
-from ipam.contracts import LEASE_TIME_INFINITE, NetworkState, PortState, SubnetState
+from ipam.bus.contracts import LEASE_TIME_INFINITE, NetworkState, PortState, SubnetState
 
 _ENV = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),

@@ -27,7 +27,7 @@ from dhcp_driver import dnsmasq_config as cfgmod
 from dhcp_driver.dnsmasq_config import Paths
 from dhcp_driver.dnsmasq_log import LogFollower, parse
 from dhcp_driver.dnsmasq_process import DnsmasqProcess
-from ipam.contracts import DHCP_OWNER, AckedPort, NetworkState, PortState
+from ipam.bus.contracts import DHCP_OWNER, AckedPort, NetworkState, PortState
 
 LOG = logging.getLogger(__name__)
 SENTINEL = "sentinel"

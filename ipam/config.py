@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from typing import TYPE_CHECKING
 
 from oslo_config import cfg
+
+if TYPE_CHECKING:
+    from ipam.bus.messaging import Bus
 
 CONF = cfg.CONF
 
@@ -243,3 +247,17 @@ def bus_tls(conf: cfg.ConfigOpts = CONF) -> dict[str, str] | None:
     for name, path in files.items():
         _check_readable("bus", f"ssl_{name}", path)
     return files
+
+
+def bus_from_config(conf: cfg.ConfigOpts, name: str) -> Bus:
+    """The bus of [DEFAULT] transport_url and [bus] (polling, TLS), named for the
+    broker's view of its connections. Built here and passed in: ipam.bus knows
+    nothing of the configuration."""
+    from ipam.bus.messaging import Bus
+
+    return Bus(
+        transport_url(conf),
+        polling_interval=conf.bus.polling_interval,
+        name=name,
+        tls=bus_tls(conf),
+    )

@@ -1,5 +1,5 @@
 """The engine process (``ovirt-ipam engine``): checks the store, serves the API and
-the bus (ipam.bus_server), and publishes the store's changes to the agents."""
+the bus (ipam.dhcp.bus_server), and publishes the store's changes to the agents."""
 
 from __future__ import annotations
 
@@ -14,14 +14,13 @@ from oslo_config import cfg
 
 from ipam import config
 from ipam.api.app import auth_plugin, create_app
-from ipam.bus_server import BusServer
 from ipam.db import migrate
 from ipam.db.engine import Database
-from ipam.dhcp_manager import DhcpManager
-from ipam.leader import LeaderLock
-from ipam.messaging import bus_from_config
-from ipam.notifier import Notifier
-from ipam.readiness import Readiness
+from ipam.dhcp.bus_server import BusServer
+from ipam.dhcp.leader import LeaderLock
+from ipam.dhcp.manager import DhcpManager
+from ipam.dhcp.notifier import Notifier
+from ipam.dhcp.readiness import Readiness
 from ipam.store import Store
 
 LOG = logging.getLogger(__name__)
@@ -45,7 +44,7 @@ def open_store(conf: cfg.ConfigOpts, notifier: Notifier | None = None) -> Store:
 
 def warm_port_list(store: Store) -> None:
     """Encode the full port list now, not when oVirt engine first asks for it: with
-    tens of thousands of ports that first build takes seconds (ipam.port_list)."""
+    tens of thousands of ports that first build takes seconds (ipam.store.port_list)."""
     try:
         started = time.monotonic()
         pieces = store.port_list_body()
@@ -63,7 +62,7 @@ def run(conf: cfg.ConfigOpts) -> None:
     config.check_api_config(conf)
     db = open_database(conf)
     try:
-        bus = bus_from_config(conf, "engine")
+        bus = config.bus_from_config(conf, "engine")
     except ValueError as exc:
         raise cfg.Error(f"[DEFAULT] transport_url: {exc}") from None
     notifier = Notifier(bus, db)

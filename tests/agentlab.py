@@ -19,9 +19,9 @@ import psutil
 import pytest
 
 from dhcp_driver.mapping import write_mapping
-from ipam import contracts
+from ipam.bus import contracts
+from ipam.bus.messaging import Bus
 from ipam.lab.netparts import Bridge, Vm, rand
-from ipam.messaging import Bus
 from ipam.polling import wait_for
 
 CIDR = "10.66.0.0/24"
@@ -146,8 +146,8 @@ class World:
     def close(self) -> None:
         self.agent.stop()
         if self.transport_url.startswith("amqp"):
-            from ipam import contracts
-            from ipam.messaging import Bus
+            from ipam.bus import contracts
+            from ipam.bus.messaging import Bus
 
             bus = Bus(self.transport_url)
             for queue in (

@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from ipam import contracts as C
-from ipam.messaging import Bus
+from ipam.bus import contracts as C
+from ipam.bus.messaging import Bus
 from ipam.polling import wait_for
 from tests.conftest import free_port
 from tests.faultlab import port_open, rabbitmq_vhost, record

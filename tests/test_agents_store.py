@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from ipam import contracts as C
-from ipam.messaging import Bus
-from ipam.notifier import Notifier
+from ipam.bus import contracts as C
+from ipam.bus.messaging import Bus
+from ipam.dhcp.notifier import Notifier
 from ipam.polling import wait_for
 from ipam.store import Store
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from ipam import contracts as C
 from ipam.api.app import create_app
 from ipam.api.auth import StaticTokenAuth
-from ipam.messaging import Bus
-from ipam.notifier import Notifier, network_info
+from ipam.bus import contracts as C
+from ipam.bus.messaging import Bus
+from ipam.dhcp.notifier import Notifier, network_info
 from ipam.polling import wait_for
 from ipam.store import Store
 
@@ -173,7 +173,7 @@ def test_bad_sorting_or_paging_is_refused(
 
 
 class _CountingReadiness:
-    """Stands in for ipam.readiness.Readiness: records the ports it is asked to wait for."""
+    """Stands in for ipam.dhcp.readiness.Readiness: records the ports it is asked to wait for."""
 
     host_down_time = 6.0
 

@@ -1,5 +1,5 @@
 """The engine's bus server, in a real engine process, against a fake agent built only
-from ipam.messaging and ipam.contracts: sync, events routed per network,
+from ipam.bus.messaging and ipam.bus.contracts: sync, events routed per network,
 acknowledgements, heartbeats, releases, malformed messages. On the default
 filesystem transport under the engine's state directory, and once on RabbitMQ."""
 
@@ -16,9 +16,9 @@ import httpx
 import kombu
 import pytest
 
-from ipam import contracts as C
-from ipam import messaging
-from ipam.messaging import Bus
+from ipam.bus import contracts as C
+from ipam.bus import messaging
+from ipam.bus.messaging import Bus
 from ipam.polling import wait_for
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from ipam import contracts as C
+from ipam.bus import contracts as C
 
 NET = str(uuid.uuid4())
 SUB = str(uuid.uuid4())

@@ -27,7 +27,7 @@ from dhcp_driver.interface import OvirtInterfaceDriver
 from dhcp_driver.mapping import write_mapping
 from dhcp_driver.netns import entered
 from dhcp_driver.served_network import ServedNetwork
-from ipam.contracts import FixedIp, NetworkInfo, NetworkState, PortState, SubnetState
+from ipam.bus.contracts import FixedIp, NetworkInfo, NetworkState, PortState, SubnetState
 from ipam.lab.dhcpclient import LOST, AddressWatch
 from ipam.lab.labhost import LabHost
 from ipam.lab.netparts import Bridge, Vm, rand

@@ -16,7 +16,7 @@ import pytest
 
 from dhcp_driver.interface import OvirtInterfaceDriver
 from dhcp_driver.mapping import write_mapping
-from ipam import placement
+from ipam.dhcp import placement
 from ipam.lab.labhost import LabHost
 from ipam.lab.netparts import Bridge, rand
 from ipam.polling import wait_for

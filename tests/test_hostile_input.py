@@ -22,8 +22,8 @@ import pytest
 from pyroute2 import netns
 
 from dhcp_driver.mapping import write_mapping
-from ipam import contracts as C
-from ipam import messaging
+from ipam.bus import contracts as C
+from ipam.bus import messaging
 from ipam.polling import wait_for
 from tests.agentlab import ip_of
 from tests.faultlab import RecordingAgentService, record
@@ -313,7 +313,7 @@ def test_agent_drops_malformed_oversized_replayed_and_stale_messages(world_facto
 
 
 def _port_state(world, port: dict) -> C.PortState:  # type: ignore[no-untyped-def,type-arg]
-    from ipam.notifier import port_state
+    from ipam.dhcp.notifier import port_state
 
     full = world.api.get(f"/v2.0/ports/{port['id']}").json()["port"]
     return port_state(full)

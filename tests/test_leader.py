@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from ipam.db.engine import Database
-from ipam.leader import LeaderLock
+from ipam.dhcp.leader import LeaderLock
 from ipam.polling import wait_for
 
 HOLDER = """
 import sys, time
 from ipam.db.engine import Database
-from ipam.leader import LeaderLock
+from ipam.dhcp.leader import LeaderLock
 lock = LeaderLock(Database(sys.argv[1]), sys.argv[2])
 print("held" if lock.try_acquire() else "refused", flush=True)
 time.sleep(600)

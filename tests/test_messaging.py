@@ -1,4 +1,4 @@
-"""The bus (ipam.messaging) on its real transports: kombu's filesystem transport in a
+"""The bus (ipam.bus.messaging) on its real transports: kombu's filesystem transport in a
 temporary directory and the RabbitMQ on 127.0.0.1:5672. Queue names are unique per
 test; the RabbitMQ ones are deleted afterwards."""
 
@@ -17,9 +17,9 @@ from pathlib import Path
 import kombu
 import pytest
 
-from ipam import contracts as C
-from ipam import messaging
-from ipam.messaging import Bus
+from ipam.bus import contracts as C
+from ipam.bus import messaging
+from ipam.bus.messaging import Bus
 from ipam.polling import wait_for
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
@@ -138,7 +138,7 @@ def test_publish_from_threads_and_another_bus(env: Env) -> None:
 def test_malformed_message_is_dropped_and_consumer_goes_on(
     env: Env, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="ipam.messaging")
+    caplog.set_level(logging.WARNING, logger="ipam.bus.messaging")
     queue = env.queue()
     bus = env.bus()
     got: list[int] = []
@@ -176,7 +176,7 @@ def test_malformed_message_is_dropped_and_consumer_goes_on(
 def test_unreadable_message_file_is_dropped(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="ipam.messaging")
+    caplog.set_level(logging.WARNING, logger="ipam.bus.messaging")
     env = Env(f"filesystem://{tmp_path}/bus")
     try:
         queue = env.queue()
@@ -195,7 +195,7 @@ def test_unreadable_message_file_is_dropped(
 def test_handler_exception_is_logged_and_consumer_goes_on(
     env: Env, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.ERROR, logger="ipam.messaging")
+    caplog.set_level(logging.ERROR, logger="ipam.bus.messaging")
     queue = env.queue()
     bus = env.bus()
     got: list[int] = []
@@ -245,7 +245,7 @@ def test_call_and_reply(env: Env) -> None:
 def test_call_times_out_then_late_reply_is_discarded(
     env: Env, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="ipam.messaging")
+    caplog.set_level(logging.DEBUG, logger="ipam.bus.messaging")
     queue, rq = env.queue("engine"), env.queue("reply")
     server, client = env.bus("server"), env.bus("client")
     first = sync(1)
@@ -283,7 +283,7 @@ def test_consume_stops_within_a_second(env: Env) -> None:
 def test_consumer_reconnects_on_filesystem(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="ipam.messaging")
+    caplog.set_level(logging.INFO, logger="ipam.bus.messaging")
     env = Env(f"filesystem://{tmp_path}/bus")
     try:
         queue = env.queue()
@@ -314,7 +314,7 @@ def _rabbit_connections(name: str) -> list[str]:
 
 @pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="needs rabbitmqctl")
 def test_consumer_and_publisher_reconnect_on_rabbitmq(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="ipam.messaging")
+    caplog.set_level(logging.INFO, logger="ipam.bus.messaging")
     env = Env(AMQP_URL)
     try:
         queue = env.queue()

@@ -1,8 +1,8 @@
-"""The placement rules (ipam.placement), on their own."""
+"""The placement rules (ipam.dhcp.placement), on their own."""
 
 from __future__ import annotations
 
-from ipam.placement import Host, Network, host_lists, place
+from ipam.dhcp.placement import Host, Network, host_lists, place
 
 NET = Network(id="n1", vdsm_name="vmnet", ha_count=2, dhcp=True)
 

@@ -1,4 +1,4 @@
-"""The kept unfiltered port list (ipam.port_list): after every committed change,
+"""The kept unfiltered port list (ipam.store.port_list): after every committed change,
 made through this store, through another store or engine on the same database, or
 by plain SQL, the next list shows it, and its JSON is byte for byte what the
 generic list path renders."""
@@ -20,13 +20,12 @@ from fastapi.testclient import TestClient
 from starlette.responses import JSONResponse
 
 from bench._common import Engine, create_network_and_subnet, database_conf, db_upgrade, write_conf
-from ipam import port_list
 from ipam.api import encoded
 from ipam.api.app import create_app
 from ipam.api.encoded import EncodedPieces
 from ipam.db.engine import Database
 from ipam.db.schema import change_counters, ip_allocations, port_changes, ports
-from ipam.store import Store
+from ipam.store import Store, port_list
 from tests.conftest import make_store
 
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from ipam.readiness import Readiness
+from ipam.dhcp.readiness import Readiness
 
 
 class _Store:

@@ -15,7 +15,7 @@ import pytest
 from dhcp_driver.interface import OvirtInterfaceDriver
 from dhcp_driver.mapping import write_mapping
 from dhcp_driver.served_network import ServedNetwork
-from ipam.contracts import (
+from ipam.bus.contracts import (
     FixedIp,
     HostRoute,
     NetworkInfo,

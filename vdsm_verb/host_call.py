@@ -7,9 +7,9 @@ import json
 import sys
 from typing import Any
 
-from ipam import contracts
-from ipam.host_rpc import call
-from ipam.messaging import Bus
+from ipam.bus import contracts
+from ipam.bus.host_rpc import call
+from ipam.bus.messaging import Bus
 
 
 def parse_params(args: list[str]) -> dict[str, Any]:

@@ -28,8 +28,8 @@ from pyroute2.netlink.rtnl import RTMGRP_LINK
 from dhcp_driver import config as agent_config  # noqa: F401 (registers [dhcp_agent])
 from dhcp_driver.agent import shutdown_all
 from dhcp_driver.mapping import is_vdsm_name
-from ipam import contracts
-from ipam.messaging import Bus
+from ipam.bus import contracts
+from ipam.bus.messaging import Bus
 from vdsm_verb import config as host_config  # noqa: F401 (registers [host])
 from vdsm_verb.jsonrpc import dispatch
 from vdsm_verb.service_manager import AgentService, DirectService, SystemdService, systemd_running

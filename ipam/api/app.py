@@ -9,8 +9,8 @@ from ipam.api import agents, discovery, errors, identity
 from ipam.api.auth import AuthPlugin, NoAuth, StaticTokenAuth
 from ipam.api.middleware import BodyLimitAndAccessLog, ClientPaths
 from ipam.api.models import NetworkBody, PortBody, SubnetBody
-from ipam.api.resources import crud_router
-from ipam.readiness import Readiness
+from ipam.api.resources import Crud, crud_router
+from ipam.dhcp.readiness import Readiness
 from ipam.store import Store
 
 DESCRIPTION = (
@@ -62,14 +62,32 @@ def create_app(
     app.include_router(discovery.router)
     app.include_router(agents.router)
     app.include_router(identity.router)
-    app.include_router(crud_router("networks", "network", NetworkBody, store_of))
-    app.include_router(crud_router("subnets", "subnet", SubnetBody, store_of))
+    networks = Crud(
+        Store.list_networks,
+        Store.get_network,
+        Store.create_network,
+        Store.update_network,
+        Store.delete_network,
+    )
+    subnets = Crud(
+        Store.list_subnets,
+        Store.get_subnet,
+        Store.create_subnet,
+        Store.update_subnet,
+        Store.delete_subnet,
+    )
+    ports = Crud(
+        Store.list_ports, Store.get_port, Store.create_port, Store.update_port, Store.delete_port
+    )
+    app.include_router(crud_router("networks", "network", NetworkBody, store_of, networks))
+    app.include_router(crud_router("subnets", "subnet", SubnetBody, store_of, subnets))
     app.include_router(
         crud_router(
             "ports",
             "port",
             PortBody,
             store_of,
+            ports,
             {"fixed_ips"},
             after_write=_port_ready,
             full_list=lambda request: store_of(request).port_list_body(),

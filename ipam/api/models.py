@@ -20,8 +20,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from ipam.contracts import LEASE_TIME_INFINITE, LEASE_TIME_MAX, LEASE_TIME_MIN, LEASE_TIME_RULE
-from ipam.validators import NETWORK_NAME_MAX
+from ipam.bus.contracts import LEASE_TIME_INFINITE, LEASE_TIME_MAX, LEASE_TIME_MIN, LEASE_TIME_RULE
+from ipam.store.validators import NETWORK_NAME_MAX
 
 Name = str
 _S = Field(default=None, max_length=255)

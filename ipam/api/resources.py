@@ -6,7 +6,7 @@ each route's annotations at definition time.
 """
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Body, Depends, Request, Response
@@ -185,16 +185,28 @@ def paginate(
     return page, links
 
 
+class Crud(NamedTuple):
+    """The store's calls for one collection, each taking the request's store first
+    (the unbound methods of ipam.store.Store, e.g. ``Store.create_port``)."""
+
+    list: Callable[[Any, dict[str, list[str]]], list[dict[str, Any]]]
+    get: Callable[[Any, str], dict[str, Any]]
+    create: Callable[[Any, dict[str, Any]], dict[str, Any]]
+    update: Callable[[Any, str, dict[str, Any]], dict[str, Any]]
+    delete: Callable[[Any, str], None]
+
+
 def crud_router(
     collection: str,
     member: str,
     body_model: type,
-    ops: Callable[[Request], Any],
+    store_of: Callable[[Request], Any],
+    crud: Crud,
     extra_filters: set[str] = frozenset(),  # type: ignore[assignment]
     after_write: Callable[[Request, dict, set[str] | None], dict] | None = None,
     full_list: Callable[[Request], Sequence[bytes]] | None = None,
 ) -> APIRouter:
-    """ops(request) returns the store; method names follow ``{verb}_{member}``.
+    """store_of(request) is the store that crud's calls are made on.
 
     Handlers return JSONResponse themselves: the store's dicts are plain JSON
     already, and skipping FastAPI's encoder is a third of a create's API cost.
@@ -204,23 +216,19 @@ def crud_router(
 
     full_list(request), when given, answers a list with no query at all: the whole
     collection's JSON body, already encoded, in pieces (the ports' kept list,
-    ipam.port_list).
+    ipam.store.port_list).
     """
     router = APIRouter(
         prefix=f"/v2.0/{collection}", tags=[collection], dependencies=[Depends(require_token)]
     )
     allowed = filter_keys(body_model, set(extra_filters))
 
-    def store_call(request: Request, verb: str) -> Callable[..., Any]:
-        name = f"{verb}_{collection if verb == 'list' else member}"
-        return getattr(ops(request), name)
-
     @router.get("", summary=f"List {collection}")
     def list_items(request: Request) -> dict:
         if full_list is not None and not request.query_params:
             return EncodedPieces(full_list(request))
         wanted, fields, paging = parse_query(request, allowed)
-        items = store_call(request, "list")(wanted)
+        items = crud.list(store_of(request), wanted)
         items, links = paginate(request, collection, items, paging)
         items = views.adapt(request, collection, items)
         out: dict[str, Any] = {collection: [trim(i, fields) for i in items]}
@@ -231,13 +239,13 @@ def crud_router(
     @router.get("/{item_id}", summary=f"Show a {member}")
     def show_item(request: Request, item_id: str) -> dict:
         _, fields, _ = parse_query(request, set())
-        item = views.adapt_one(request, collection, store_call(request, "get")(item_id))
+        item = views.adapt_one(request, collection, crud.get(store_of(request), item_id))
         return JSONResponse({member: trim(item, fields)})
 
     @router.post("", status_code=201, summary=f"Create a {member}")
     def create_item(request: Request, body: body_model = Body(...)) -> dict:  # type: ignore[valid-type]
         inner = getattr(body, member)
-        item = store_call(request, "create")(inner.attrs())
+        item = crud.create(store_of(request), inner.attrs())
         if after_write is not None:
             item = after_write(request, item, None)
         return JSONResponse({member: views.adapt_one(request, collection, item)}, 201)
@@ -246,8 +254,8 @@ def crud_router(
     def update_item(request: Request, item_id: str, body: body_model = Body(...)) -> dict:  # type: ignore[valid-type]
         inner = getattr(body, member)
         attrs = inner.attrs()
-        before = store_call(request, "get")(item_id) if after_write is not None else None
-        item = store_call(request, "update")(item_id, attrs)
+        before = crud.get(store_of(request), item_id) if after_write is not None else None
+        item = crud.update(store_of(request), item_id, attrs)
         if after_write is not None:
             # What really changed: a PUT that repeats the MAC (oVirt engine's migration
             # sends mac_address and binding:host_id) does not wait for the DHCP servers.
@@ -257,7 +265,7 @@ def crud_router(
 
     @router.delete("/{item_id}", status_code=204, summary=f"Delete a {member}")
     def delete_item(request: Request, item_id: str) -> Response:
-        store_call(request, "delete")(item_id)
+        crud.delete(store_of(request), item_id)
         return Response(status_code=204)
 
     return router

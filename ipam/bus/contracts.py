@@ -2,7 +2,7 @@
 
 Every message is a versioned JSON envelope whose ``body`` is validated against the
 model of its ``type`` on receipt (``decode``). Anything malformed raises
-ContractError with a clear reason; the bus (ipam.messaging) logs and drops it.
+ContractError with a clear reason; the bus (ipam.bus.messaging) logs and drops it.
 
 Engine to agents (on ``agent_queue(host)``): ``port.update``/``port.delete``
 (PortEvent), ``subnet.update``/``subnet.delete`` (SubnetEvent),

@@ -7,8 +7,8 @@ import os
 import socket
 from typing import Any
 
-from ipam import contracts
-from ipam.messaging import Bus
+from ipam.bus import contracts
+from ipam.bus.messaging import Bus
 
 
 class HostCallError(Exception):

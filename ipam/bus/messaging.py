@@ -3,7 +3,7 @@
 Every message goes through the AMQP *default* exchange with ``routing_key`` equal
 to the queue name, so it behaves the same on every transport: kombu's virtual
 transports (filesystem) keep exchange bindings per process, the default exchange
-needs none. Queues are durable and named by ipam.contracts.
+needs none. Queues are durable and named by ipam.bus.contracts.
 
 ``filesystem://<absolute path>`` is kombu's filesystem transport with all
 messages in that directory (created 0700). Its file names are ordered by a
@@ -14,7 +14,7 @@ claimed by rename (so two consumers of a queue never both get one message).
 ``amqp://`` and ``amqps://`` URLs go to RabbitMQ as they are, with publisher
 confirms.
 
-Messages are decoded with ipam.contracts.decode on receipt: a malformed one is
+Messages are decoded with ipam.bus.contracts.decode on receipt: a malformed one is
 logged with its reason and dropped, a handler that raises is logged with its
 traceback, and the consumer goes on with the next message either way.
 """
@@ -42,8 +42,8 @@ from kombu.exceptions import ChannelError
 from kombu.transport import filesystem
 from pydantic import BaseModel
 
-from ipam import contracts
-from ipam.contracts import ContractError, Envelope
+from ipam.bus import contracts
+from ipam.bus.contracts import ContractError, Envelope
 
 LOG = logging.getLogger(__name__)
 
@@ -470,17 +470,4 @@ class Bus:
             self._drop_publisher()
 
 
-def bus_from_config(conf: Any, name: str) -> Bus:
-    """The bus of [DEFAULT] transport_url and [bus] (polling, TLS), named for the broker's
-    view of its connections."""
-    from ipam import config
-
-    return Bus(
-        config.transport_url(conf),
-        polling_interval=conf.bus.polling_interval,
-        name=name,
-        tls=config.bus_tls(conf),
-    )
-
-
-__all__ = ["Bus", "OrderedFilesystemTransport", "bus_from_config", "connection", "mask_url"]
+__all__ = ["Bus", "OrderedFilesystemTransport", "connection", "mask_url"]

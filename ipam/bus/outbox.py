@@ -16,8 +16,8 @@ import collections
 import logging
 import threading
 
-from ipam.contracts import Envelope
-from ipam.messaging import Bus
+from ipam.bus.contracts import Envelope
+from ipam.bus.messaging import Bus
 
 LOG = logging.getLogger(__name__)
 

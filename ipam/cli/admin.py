@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ipam import networks
 from ipam.cli import table
 from ipam.cli.client import ApiError, Client
+from ipam.store import networks
 
 COLUMNS = {
     "network": ["id", "name", "vdsm_name", "ha_count", "dhcp_lease_time", "mtu", "subnets"],

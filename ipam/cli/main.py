@@ -35,9 +35,9 @@ def _engine(rest: list[str]) -> int:
 
 def _bus(conf: cfg.ConfigOpts, name: str):  # type: ignore[no-untyped-def]
     """The message bus of [DEFAULT] transport_url and [bus], named for the broker's view."""
-    from ipam.messaging import bus_from_config
+    from ipam import config
 
-    return bus_from_config(conf, name)
+    return config.bus_from_config(conf, name)
 
 
 def _dhcp_agent(rest: list[str]) -> int:

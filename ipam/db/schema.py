@@ -45,7 +45,7 @@ networks = sa.Table(
     sa.Column("mtu", sa.Integer, nullable=False),
     sa.Column("admin_state_up", sa.Boolean, nullable=False),
     sa.Column("ha_count", sa.Integer, nullable=False),
-    # Seconds; NULL: the DHCP agent's default; -1: infinite (checked by ipam.validators).
+    # Seconds; NULL: the DHCP agent's default; -1: infinite (checked by ipam.store.validators).
     sa.Column("dhcp_lease_time", sa.Integer, nullable=True),
     *_common(),
     sa.CheckConstraint("ha_count >= 0", name="ha_count_nonneg"),
@@ -69,7 +69,7 @@ subnets = sa.Table(
     sa.Column("dns_nameservers", sa.JSON, nullable=False),
     sa.Column("host_routes", sa.JSON, nullable=False),
     # Allocation cursor: offset of the next never-used address in the pools
-    # (see ipam.allocation). pool_size is the number of addresses in the pools.
+    # (see ipam.store.allocation). pool_size is the number of addresses in the pools.
     sa.Column("fresh_cursor", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("pool_size", sa.BigInteger, nullable=False),
     *_common(),

@@ -25,8 +25,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ipam import contracts
-from ipam.contracts import (
+from ipam.bus import contracts
+from ipam.bus.contracts import (
     Envelope,
     Heartbeat,
     NetworkRelease,
@@ -35,9 +35,9 @@ from ipam.contracts import (
     SyncReply,
     SyncRequest,
 )
+from ipam.bus.messaging import Bus
+from ipam.dhcp.notifier import SENDER, Notifier, network_info, port_state, subnet_state
 from ipam.exceptions import IpamError, NetworkNotFound
-from ipam.messaging import Bus
-from ipam.notifier import SENDER, Notifier, network_info, port_state, subnet_state
 from ipam.store import Store
 
 LOG = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class BusServer:
         on_acks: Callable[[], None] | None = None,
         on_bridges_changed: Callable[[], None] | None = None,
     ) -> None:
-        self.on_acks = on_acks  # wakes requests waiting for readiness (ipam.readiness)
+        self.on_acks = on_acks  # wakes requests waiting for readiness (ipam.dhcp.readiness)
         self.on_bridges_changed = on_bridges_changed  # wakes the DHCP manager
         self._bridges: dict[str, list[str]] = {}  # host -> bridges of its last heartbeat
         self.store = store

@@ -1,9 +1,9 @@
 """The DHCP manager (DESIGN.md, flows 1 and 5): decides which hosts serve which
 networks and tells each host its complete list through Host.setDHCP.
 
-It runs in the engine that holds the leader lock (ipam.leader), one step every
+It runs in the engine that holds the leader lock (ipam.dhcp.leader), one step every
 ``interval``: read the hosts (heartbeats) and networks from the store, compute
-the placement (ipam.placement) from the current one, record each host's wanted
+the placement (ipam.dhcp.placement) from the current one, record each host's wanted
 list, and call Host.setDHCP on every live host whose confirmed list differs, with
 backoff on failure. Nothing is decided during the grace period after the engine
 starts, while the hosts' first heartbeats come in. A host that comes back gets
@@ -17,10 +17,10 @@ import threading
 import time
 from typing import Any
 
-from ipam import host_rpc
-from ipam.leader import LeaderLock
-from ipam.messaging import Bus
-from ipam.placement import Host, Network, host_lists, place
+from ipam.bus import host_rpc
+from ipam.bus.messaging import Bus
+from ipam.dhcp.leader import LeaderLock
+from ipam.dhcp.placement import Host, Network, host_lists, place
 from ipam.store import Store
 
 LOG = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ import threading
 import time
 from typing import Any
 
-from ipam import agents, contracts
-from ipam.contracts import (
+from ipam.bus import contracts
+from ipam.bus.contracts import (
     FixedIp,
     HostRoute,
     NetworkEvent,
@@ -25,9 +25,10 @@ from ipam.contracts import (
     SubnetEvent,
     SubnetState,
 )
+from ipam.bus.messaging import Bus
+from ipam.bus.outbox import Outbox
 from ipam.db.engine import Database
-from ipam.messaging import Bus
-from ipam.outbox import Outbox
+from ipam.store import agents
 
 LOG = logging.getLogger(__name__)
 

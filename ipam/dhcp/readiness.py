@@ -26,8 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ipam import networks
-from ipam.store import Store
+from ipam.store import Store, networks
 
 _POLL = 0.05
 

@@ -40,7 +40,8 @@ import psutil
 from pyroute2 import netns
 
 from dhcp_driver.dnsmasq_config import rebind_time
-from ipam import contracts
+from ipam.bus import contracts
+from ipam.bus.messaging import mask_url
 from ipam.lab import processes, record
 from ipam.lab.dhcpclient import (
     CONFIGURED,
@@ -56,7 +57,6 @@ from ipam.lab.labhost import LabHost
 from ipam.lab.netparts import Bridge, Vm, new_namespace, random_mac
 from ipam.lab.processes import spawn_detached
 from ipam.lab.record import LabError
-from ipam.messaging import mask_url
 from ipam.polling import wait_for
 
 Progress = Callable[[str], None]
@@ -834,7 +834,7 @@ class Lab:
 
     def _delete_queues(self) -> None:
         """An external broker outlives the lab: delete the lab hosts' queues."""
-        from ipam.messaging import Bus
+        from ipam.bus.messaging import Bus
 
         bus = Bus(self.rec["transport_url"], name=f"lab-{self.name}-down")
         try:

@@ -1,7 +1,7 @@
 """DHCP agents in the store: their subscriptions and heartbeats, their DHCP ports,
 their readiness acknowledgements, and the state of a network as a sync sends it.
 
-The bus server (ipam.bus_server) calls these through ipam.store.Store, one
+The bus server (ipam.dhcp.bus_server) calls these through ipam.store.Store, one
 transaction per call, like every other change of the store.
 """
 
@@ -12,11 +12,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from ipam import allocation, networks, ports, subnets
-from ipam.contracts import DHCP_OWNER
+from ipam.bus.contracts import DHCP_OWNER
 from ipam.db.schema import dhcp_agents, ip_allocations, port_acks
 from ipam.db.schema import ports as ports_table
 from ipam.db.schema import subnets as subnets_table
+from ipam.store import allocation, networks, ports, subnets
 
 STATUS_ACTIVE = "ACTIVE"
 _CHUNK = 500

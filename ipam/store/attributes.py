@@ -11,7 +11,7 @@ import copy
 from datetime import UTC, datetime
 from typing import Any
 
-from ipam.validators import display_name
+from ipam.store.validators import display_name
 
 NETWORK_PASSIVE: dict[str, Any] = {
     "shared": False,

@@ -1,23 +1,22 @@
 """The IPAM store: every read and change of networks, subnets and ports.
 
-One entry point for the REST API, the CLI, the bus server and (later) the DHCP
-manager; each call is one transaction, retried whole when it loses a race
-(ipam.db.engine). With a notifier (ipam.notifier), every committed change of a
-network, subnet or port is published to the DHCP agents serving its network.
+One entry point for the REST API, the CLI, the bus server and the DHCP manager;
+each call is one transaction, retried whole when it loses a race (ipam.db.engine).
+Every committed change of a network, subnet or port is told to the change listener
+(the engine's is ipam.dhcp.notifier, which publishes it to the DHCP agents serving
+its network).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
-from ipam import agents, availability, filters, hosts, networks, ports, subnets, validators
 from ipam.db.engine import Database
-from ipam.port_list import PortList
-
-if TYPE_CHECKING:
-    from ipam.notifier import Notifier
+from ipam.store import agents, availability, filters, hosts, networks, ports, subnets, validators
+from ipam.store.port_list import PortList
 
 LOG = logging.getLogger(__name__)
 
@@ -44,26 +43,40 @@ def _split(kind: str, wanted: dict[str, list[str]]) -> tuple[dict, dict]:
     return sql, rest
 
 
+class ChangeListener(Protocol):
+    """Told of every committed change, after its commit (ipam.dhcp.notifier is the
+    one the engine uses: it publishes the change to the DHCP agents)."""
+
+    def network_changed(self, net: dict[str, Any]) -> None: ...
+    def network_deleted(self, net_id: str, revision: int) -> None: ...
+    def subnet_changed(self, subnet: dict[str, Any]) -> None: ...
+    def subnet_deleted(self, subnet: dict[str, Any]) -> None: ...
+    def port_changed(self, port: dict[str, Any]) -> None: ...
+    def port_deleted(self, port: dict[str, Any]) -> None: ...
+    def invalidate(self) -> None:
+        """Which hosts serve which networks changed: forget what was derived from it."""
+
+
 class Store:
     def __init__(
         self,
         db: Database,
         base_mac: str = "fa:16:3e:00:00:00",
-        notifier: Notifier | None = None,
+        notifier: ChangeListener | None = None,
     ) -> None:
         self.db = db
         self.mac_prefix = validators.base_mac_prefix(base_mac)
         self.notifier = notifier
         self.port_list = PortList(db)
 
-    def _notify(self, method: str, *args: Any) -> None:
-        """Tell the agents, after the commit; a failure is logged, never raised."""
+    def _notify(self, tell: Callable[[ChangeListener], None]) -> None:
+        """Tell the listener, after the commit; a failure is logged, never raised."""
         if self.notifier is None:
             return
         try:
-            getattr(self.notifier, method)(*args)
+            tell(self.notifier)
         except Exception:
-            LOG.exception("Notifying the DHCP agents (%s) failed", method)
+            LOG.exception("Telling the DHCP agents of a change failed")
 
     # networks
     def create_network(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -74,7 +87,7 @@ class Store:
             net["vdsm_name"],
             net["ha_count"],
         )
-        self._notify("network_changed", net)
+        self._notify(lambda n: n.network_changed(net))
         return net
 
     def get_network(self, net_id: str) -> dict[str, Any]:
@@ -89,19 +102,19 @@ class Store:
     def update_network(self, net_id: str, attrs: dict[str, Any]) -> dict[str, Any]:
         net = self.db.write(lambda c: networks.update(c, net_id, attrs))
         LOG.info("Updated network %s revision=%d", net_id, net["revision_number"])
-        self._notify("network_changed", net)
+        self._notify(lambda n: n.network_changed(net))
         return net
 
     def delete_network(self, net_id: str) -> None:
         revision = self.db.write(lambda c: networks.delete(c, net_id))
         LOG.info("Deleted network %s", net_id)
-        self._notify("network_deleted", net_id, revision)
+        self._notify(lambda n: n.network_deleted(net_id, revision))
 
     # subnets
     def create_subnet(self, attrs: dict[str, Any]) -> dict[str, Any]:
         sub = self.db.write(lambda c: subnets.create(c, attrs))
         LOG.info("Created subnet %s cidr=%s network=%s", sub["id"], sub["cidr"], sub["network_id"])
-        self._notify("subnet_changed", sub)
+        self._notify(lambda n: n.subnet_changed(sub))
         return sub
 
     def get_subnet(self, subnet_id: str) -> dict[str, Any]:
@@ -116,13 +129,13 @@ class Store:
     def update_subnet(self, subnet_id: str, attrs: dict[str, Any]) -> dict[str, Any]:
         sub = self.db.write(lambda c: subnets.update(c, subnet_id, attrs))
         LOG.info("Updated subnet %s revision=%d", subnet_id, sub["revision_number"])
-        self._notify("subnet_changed", sub)
+        self._notify(lambda n: n.subnet_changed(sub))
         return sub
 
     def delete_subnet(self, subnet_id: str) -> None:
         sub = self.db.write(lambda c: subnets.delete(c, subnet_id))
         LOG.info("Deleted subnet %s", subnet_id)
-        self._notify("subnet_deleted", sub)
+        self._notify(lambda n: n.subnet_deleted(sub))
 
     # ports
     def create_port(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -134,7 +147,7 @@ class Store:
             port["mac_address"],
             ",".join(f["ip_address"] for f in port["fixed_ips"]),
         )
-        self._notify("port_changed", port)
+        self._notify(lambda n: n.port_changed(port))
         return port
 
     def port_counts(self) -> dict[str, int]:
@@ -154,7 +167,7 @@ class Store:
     def port_list_body(self) -> tuple[bytes, ...]:
         """The JSON body of the unfiltered port list, ``{"ports": [...]}``, in pieces
         to be sent one after the other: the same ports, in the same order, as
-        list_ports() with no filter (ipam.port_list)."""
+        list_ports() with no filter (ipam.store.port_list)."""
         return self.port_list.body()
 
     def update_port(self, port_id: str, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -166,13 +179,13 @@ class Store:
             port["mac_address"],
             ",".join(f["ip_address"] for f in port["fixed_ips"]),
         )
-        self._notify("port_changed", port)
+        self._notify(lambda n: n.port_changed(port))
         return port
 
     def delete_port(self, port_id: str) -> None:
         port = self.db.write(lambda c: ports.delete(c, port_id))
         LOG.info("Deleted port %s", port_id)
-        self._notify("port_deleted", port)
+        self._notify(lambda n: n.port_deleted(port))
 
     # availability
     def ip_availabilities(self, wanted: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
@@ -190,7 +203,7 @@ class Store:
     def subscribe_agent(self, host: str, net_ids: list[str]) -> list[str]:
         """Subscribe host's agent to the events of net_ids (added to what it has)."""
         served = self.db.write(lambda c: agents.subscribe(c, host, net_ids, time.time()))
-        self._notify("invalidate")
+        self._notify(lambda n: n.invalidate())
         return served
 
     def agent_heartbeat(
@@ -198,7 +211,7 @@ class Store:
     ) -> None:
         """Record a heartbeat; the networks it lists become the host's subscription."""
         self.db.write(lambda c: agents.heartbeat(c, host, served, status, started_at, time.time()))
-        self._notify("invalidate")
+        self._notify(lambda n: n.invalidate())
 
     def host_heartbeat(self, name: str, bridges: list[str], started_at: float) -> None:
         """A host service is alive and carries these oVirt networks (bridges)."""
@@ -222,10 +235,10 @@ class Store:
     def release_network(self, host: str, net_id: str) -> list[dict[str, Any]]:
         """host no longer serves net_id: unsubscribe it, delete its DHCP port there."""
         gone = self.db.write(lambda c: agents.release(c, host, net_id, time.time()))
-        self._notify("invalidate")
+        self._notify(lambda n: n.invalidate())
         for port in gone:
             LOG.info("Deleted DHCP port %s of host %s on network %s", port["id"], host, net_id)
-            self._notify("port_deleted", port)
+            self._notify(lambda n, port=port: n.port_deleted(port))
         return gone
 
     def list_agents(self) -> list[dict[str, Any]]:
@@ -252,7 +265,7 @@ class Store:
                 port["revision_number"],
                 ",".join(f["ip_address"] for f in port["fixed_ips"]),
             )
-            self._notify("port_changed", port)
+            self._notify(lambda n: n.port_changed(port))
         return port
 
     def network_state(self, net_id: str) -> dict[str, Any]:

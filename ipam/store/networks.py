@@ -11,8 +11,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from ipam import validators
-from ipam.attributes import (
+from ipam.bus.contracts import DHCP_OWNER
+from ipam.db.schema import networks, ports, subnets
+from ipam.exceptions import InvalidInput, NetworkInUse, NetworkNotFound, VdsmNameInUse
+from ipam.store import validators
+from ipam.store.attributes import (
     NETWORK_PASSIVE,
     project_of,
     shown,
@@ -21,10 +24,7 @@ from ipam.attributes import (
     timestamp,
     with_passive,
 )
-from ipam.contracts import DHCP_OWNER
-from ipam.db.schema import networks, ports, subnets
-from ipam.exceptions import InvalidInput, NetworkInUse, NetworkNotFound, VdsmNameInUse
-from ipam.validators import NETWORK_NAME_MAX
+from ipam.store.validators import NETWORK_NAME_MAX
 
 DEFAULT_MTU = 1500
 HA_COUNT_MAX = 64

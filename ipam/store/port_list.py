@@ -34,9 +34,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ipam import ports
 from ipam.db.engine import Database
 from ipam.db.schema import change_counters, port_changes
+from ipam.store import ports
 
 LOG = logging.getLogger(__name__)
 

@@ -10,16 +10,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from ipam import allocation, validators
-from ipam.attributes import (
-    PORT_PASSIVE,
-    project_of,
-    shown,
-    split_passive,
-    standard_updates,
-    timestamp,
-    with_passive,
-)
 from ipam.db.schema import ip_allocations, ports, subnets
 from ipam.db.schema import networks as networks_table
 from ipam.exceptions import (
@@ -27,6 +17,16 @@ from ipam.exceptions import (
     IpAddressGenerationFailure,
     NetworkNotFound,
     PortNotFound,
+)
+from ipam.store import allocation, validators
+from ipam.store.attributes import (
+    PORT_PASSIVE,
+    project_of,
+    shown,
+    split_passive,
+    standard_updates,
+    timestamp,
+    with_passive,
 )
 
 MAX_FIXED_IPS = 16
@@ -253,7 +253,7 @@ def show(conn: Connection, port_id: str) -> dict[str, Any]:
     return view(row, _fixed_ips(conn, [port_id]).get(port_id, []))
 
 
-# The order of a port list; order_key gives it for a row (ipam.port_list keeps it).
+# The order of a port list; order_key gives it for a row (ipam.store.port_list keeps it).
 ORDER = (ports.c.created_at, ports.c.id)
 
 

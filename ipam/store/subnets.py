@@ -9,8 +9,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from ipam import allocation, networks, validators
-from ipam.attributes import (
+from ipam.bus.contracts import DHCP_OWNER
+from ipam.db.schema import allocation_pools, ip_allocations, ports, subnets
+from ipam.exceptions import InvalidInput, SubnetInUse, SubnetNotFound
+from ipam.store import allocation, networks, validators
+from ipam.store.attributes import (
     SUBNET_PASSIVE,
     project_of,
     shown,
@@ -19,9 +22,6 @@ from ipam.attributes import (
     timestamp,
     with_passive,
 )
-from ipam.contracts import DHCP_OWNER
-from ipam.db.schema import allocation_pools, ip_allocations, ports, subnets
-from ipam.exceptions import InvalidInput, SubnetInUse, SubnetNotFound
 
 MAX_DNS = 5
 MAX_ROUTES = 20

@@ -8,7 +8,7 @@ import re
 import unicodedata
 import uuid
 
-from ipam.contracts import LEASE_TIME_RULE, is_lease_time
+from ipam.bus.contracts import LEASE_TIME_RULE, is_lease_time
 from ipam.exceptions import InvalidInput
 
 # VDSM's rule for network (bridge) names: 1-15 of [A-Za-z0-9_-], not starting with '-'.

@@ -1,4 +1,4 @@
-"""The ports' change counter and change log, kept by triggers (ipam.port_list).
+"""The ports' change counter and change log, kept by triggers (ipam.store.port_list).
 
 Every committed change of a port or of its addresses (insert, update, delete, a
 cascade included) advances ``change_counters.n`` for 'ports' and records the port
