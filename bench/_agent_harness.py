@@ -17,7 +17,6 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -45,6 +44,7 @@ from ipam.bus.contracts import (
     SyncReply,
 )
 from ipam.bus.messaging import Bus
+from ipam.lab.harness import AgentProcess, dnsmasq_pids, end_pids, stop_process
 
 SENDER = "ovirt-ipam-bench-engine"
 DHCP_OWNER = "network:dhcp"
@@ -161,14 +161,15 @@ class FakeEngine:
 
     def _handle(self, env: Envelope, body: BaseModel) -> None:
         now = time.monotonic()
-        if env.type == "port.ack":
+        # The body's model follows from env.type (contracts.TYPES).
+        if isinstance(body, contracts.PortAck):  # port.ack
             with self.cond:
                 self.ack_messages += 1
-                for p in body.ports:  # type: ignore[attr-defined]
+                for p in body.ports:
                     self.acked.setdefault((p.id, p.revision_number), now)
                 self.cond.notify_all()
-        elif env.type == "sync.request":
-            asked = body.networks  # type: ignore[attr-defined]
+        elif isinstance(body, contracts.SyncRequest):  # sync.request
+            asked = body.networks
             self.syncs.append((now, len(asked)))
             states = [self.networks[n].state() for n in asked if n in self.networks]
             missing = [n for n in asked if n not in self.networks]
@@ -176,7 +177,7 @@ class FakeEngine:
                 env,
                 contracts.make("sync.reply", SyncReply(networks=states, missing=missing), SENDER),
             )
-        elif env.type == "agent.heartbeat":
+        elif isinstance(body, contracts.Heartbeat):  # agent.heartbeat
             self.heartbeats += 1
 
     def publish_port(self, host: str, port: PortState) -> float:
@@ -239,8 +240,10 @@ class Bridges:
         self.names.clear()
 
 
-class AgentProcess:
-    """A real ``ovirt-ipam dhcp-agent`` (like tests/test_dhcp_agent.py's AgentProcess)."""
+class BenchAgent(AgentProcess):
+    """The agent as the benchmark runs it (ipam.lab.harness.AgentProcess): everything in
+    ``workdir`` (agent.conf, state/, mapping.json, agent.log), the bus polled every
+    ``polling_interval`` s, no periodic resync; sampled by py-spy on demand."""
 
     def __init__(
         self,
@@ -250,19 +253,19 @@ class AgentProcess:
         prefix: str,
         polling_interval: float = POLLING_INTERVAL,
     ) -> None:
-        self.workdir, self.host, self.prefix = workdir, host, prefix
+        self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
-        self.state_path = workdir / "state"
-        self.mapping = workdir / "mapping.json"
-        self.conf = workdir / "agent.conf"
-        self.conf.write_text(
-            f"[DEFAULT]\nstate_path = {self.state_path}\ntransport_url = {transport_url}\n"
-            f"[bus]\npolling_interval = {polling_interval}\n"
-            f"[dhcp_agent]\nhost = {host}\nmapping_file = {self.mapping}\n"
-            f"namespace_prefix = {prefix}\nresync_interval = 3600\nconfirm_timeout = 10\n"
+        super().__init__(
+            workdir / "agent.conf",
+            workdir / "state",
+            workdir / "agent.log",
+            transport_url,
+            host,
+            workdir / "mapping.json",
+            prefix,
+            options="resync_interval = 3600\nconfirm_timeout = 10\n",
+            sections=f"[bus]\npolling_interval = {polling_interval}\n",
         )
-        self.logfile = workdir / "agent.log"
-        self.proc: subprocess.Popen | None = None
         self.profiler: subprocess.Popen | None = None
 
     def profile(self, out: Path, gil: bool = False) -> None:
@@ -279,38 +282,10 @@ class AgentProcess:
 
     def stop_profile(self) -> None:
         prof, self.profiler = self.profiler, None
-        if prof is not None and prof.poll() is None:
-            prof.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
-            try:
-                prof.wait(60)
-            except subprocess.TimeoutExpired:
-                prof.kill()
-                prof.wait()
+        stop_process(prof, 60, signal.SIGINT)  # py-spy writes its output on SIGINT
 
     def serve(self, networks: list[SyntheticNetwork]) -> None:
         write_mapping(self.mapping, [{"name": n.bridge, "id": n.id} for n in networks])
-
-    def start(self) -> float:
-        """Spawn the agent; returns the monotonic time just before the spawn."""
-        with open(self.logfile, "ab") as log:
-            started = time.monotonic()
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "ipam.cli.main",
-                    "dhcp-agent",
-                    "--config-file",
-                    str(self.conf),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        return started
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     def rss_mb(self) -> float:
         assert self.proc is not None
@@ -324,26 +299,13 @@ class AgentProcess:
         assert self.proc is not None
         return psutil.Process(self.proc.pid).cpu_times()
 
-    def logs(self, tail: int = 4000) -> str:
-        try:
-            return self.logfile.read_text(errors="replace")[-tail:]
-        except OSError:
-            return ""
+    def logs(self, tail: int | None = 4000) -> str:
+        """The last ``tail`` characters of its log."""
+        return super().logs(tail)
 
-    def dnsmasq_pids(self) -> list[int]:
-        return dnsmasq_pids_under(str(self.state_path) + "/")
-
-    def stop(self) -> None:
+    def stop(self, sig: int = signal.SIGTERM) -> None:
         self.stop_profile()
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        super().stop(sig)
 
     def cleanup(self) -> None:
         """Stop the agent, the dnsmasq processes it started, its namespaces and veths."""
@@ -351,28 +313,6 @@ class AgentProcess:
         end_pids(self.dnsmasq_pids())
         with contextlib.suppress(Exception):
             OvirtInterfaceDriver(str(self.mapping), self.prefix).cleanup_stale(set())
-
-
-def dnsmasq_pids_under(marker: str) -> list[int]:
-    """dnsmasq processes with marker (a directory of ours) in their command line."""
-    pids = []
-    for proc in psutil.process_iter(["name", "cmdline"]):
-        if proc.info["name"] == "dnsmasq" and any(marker in a for a in proc.info["cmdline"] or []):
-            pids.append(proc.pid)
-    return pids
-
-
-def end_pids(pids: list[int], timeout: float = 5.0) -> None:
-    procs = []
-    for pid in pids:
-        with contextlib.suppress(psutil.Error):
-            p = psutil.Process(pid)
-            p.terminate()
-            procs.append(p)
-    _, left = psutil.wait_procs(procs, timeout=timeout)
-    for p in left:
-        with contextlib.suppress(psutil.Error):
-            p.kill()
 
 
 # -- RabbitMQ: a throw-away vhost ------------------------------------------------------------
@@ -602,13 +542,7 @@ class HostsfileDnsmasq:
         return read_at - started, offer_at - started
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 10)
         self.proc = None
         if self.follower is not None:
             self.follower.close()
@@ -616,7 +550,7 @@ class HostsfileDnsmasq:
 
     def close(self) -> None:
         self.stop()
-        end_pids(dnsmasq_pids_under(str(self.workdir) + "/"))
+        end_pids(dnsmasq_pids(str(self.workdir) + "/"))
         if self.sock is not None:
             self.sock.close()
             self.sock = None

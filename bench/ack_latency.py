@@ -74,7 +74,7 @@ from pathlib import Path
 
 from bench._agent_harness import (
     POLLING_INTERVAL,
-    AgentProcess,
+    BenchAgent,
     Bridges,
     FakeEngine,
     HostsfileDnsmasq,
@@ -110,7 +110,7 @@ class Run:
             tempfile.mkdtemp(prefix=f"ovirt-ipam-bench-{self.tag}-", dir=args.workdir_base)
         )
         self.bridges = Bridges()
-        self.agents: list[AgentProcess] = []
+        self.agents: list[BenchAgent] = []
         self.engines: list[FakeEngine] = []
         self.vhost: RabbitVhost | None = None
         self.rewrite: HostsfileDnsmasq | None = None
@@ -124,9 +124,9 @@ class Run:
     def bridge(self, n: int) -> str:
         return self.bridges.add(f"bk{self.tag[:5]}{n:03d}")
 
-    def agent(self, name: str, url: str) -> AgentProcess:
+    def agent(self, name: str, url: str) -> BenchAgent:
         host = f"bench-{self.tag}-{name}"
-        agent = AgentProcess(
+        agent = BenchAgent(
             self.tmp / name, url, host, f"bk-{self.tag}-{name}-", self.args.polling_interval
         )
         self.agents.append(agent)
@@ -137,7 +137,7 @@ class Run:
         self.engines.append(engine)
         return engine
 
-    def maybe_profile(self, agent: AgentProcess) -> None:
+    def maybe_profile(self, agent: BenchAgent) -> None:
         if self.args.profile_agent:
             out = Path(self.args.profile_agent)
             out.mkdir(parents=True, exist_ok=True)
@@ -146,7 +146,7 @@ class Run:
                 out / f"{name}{'-gil' if self.args.profile_gil else ''}.txt", self.args.profile_gil
             )
 
-    def finish_agent(self, agent: AgentProcess) -> None:
+    def finish_agent(self, agent: BenchAgent) -> None:
         began = time.monotonic()
         agent.cleanup()
         self.agents.remove(agent)
@@ -162,7 +162,7 @@ class Run:
     def wait_initial(
         self,
         engine: FakeEngine,
-        agent: AgentProcess,
+        agent: BenchAgent,
         nets: list[SyntheticNetwork],
         timeout: float,
     ) -> float:
@@ -173,7 +173,7 @@ class Run:
             raise RuntimeError(f"{exc}; agent log tail:\n{agent.logs()}") from None
 
     def latency(
-        self, engine: FakeEngine, agent: AgentProcess, net: SyntheticNetwork, samples: int
+        self, engine: FakeEngine, agent: BenchAgent, net: SyntheticNetwork, samples: int
     ) -> list[float]:
         out = []
         for i in range(WARMUP + samples):
@@ -310,12 +310,13 @@ class Run:
             with engine.cond:
                 acked = set(engine.acked)
             full = sum(all((p.id, p.revision_number) in acked for p in n.ports) for n in nets)
+            proc = agent.proc if agent.alive() else None
             progress(
                 f"NOT all served: {exc}; {full} of {COLD_NETWORKS} networks fully "
                 f"acknowledged after {time.monotonic() - t0:.0f}s; dnsmasq processes "
                 f"{len(agent.dnsmasq_pids())}; inotify instances in use by root "
                 f"{inotify_instances()} of {limit} (the agent "
-                f"{inotify_instances(pids=[agent.proc.pid]) if agent.alive() else '?'}, "
+                f"{inotify_instances(pids=[proc.pid]) if proc is not None else '?'}, "
                 "each dnsmasq one)"
             )
             stderr = Counter(
@@ -352,7 +353,7 @@ class Run:
         self.finish_agent(agent)
         self.finish_engine(engine)
 
-    def check_log(self, agent: AgentProcess) -> None:
+    def check_log(self, agent: BenchAgent) -> None:
         log = agent.logfile.read_text(errors="replace")
         lines = log.splitlines()
         bad = [line for line in lines if " ERROR " in line or " WARNING " in line]
@@ -383,8 +384,9 @@ class Run:
         steps.append(self.bridges.remove_all)
         if self.vhost is not None:
             steps.append(self.vhost.delete)
-        if self.inotify_restore is not None:
-            steps.append(lambda: set_inotify_limit(self.inotify_restore))
+        restore = self.inotify_restore
+        if restore is not None:
+            steps.append(lambda: set_inotify_limit(restore))
         for step in steps:
             try:
                 step()

@@ -53,7 +53,8 @@ from typing import Any, NoReturn
 
 from pyroute2 import netns
 
-from bench._common import free_port, percentile
+from bench._common import percentile
+from ipam.lab.harness import free_port
 from ipam.lab.lab import LEASE_TIME, Lab, UpOptions
 from ipam.lab.netparts import rand
 from ipam.lab.record import LabError

@@ -52,18 +52,12 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from bench._common import (
-    Engine,
-    create_network_and_subnet,
-    create_ports,
-    database_conf,
-    db_upgrade,
-    percentile,
-    temp_pg_database,
-)
+from bench._common import percentile
 from ipam.db import migrate
 from ipam.db.engine import Database
 from ipam.db.schema import ip_allocations, ports, subnets
+from ipam.lab.harness import EngineProcess, database_conf, db_upgrade, temp_pg_database
+from ipam.lab.load import create_network_and_subnet, create_ports
 from ipam.store import Store, allocation
 
 CIDR = "10.0.0.0/16"
@@ -191,7 +185,7 @@ def inprocess(url: str, fill: float, n: int, profile: bool = False) -> float:
 
 
 def rest(tmp: Path, extra_conf: str, n: int, clients: int, pg: bool) -> float:
-    engine = Engine(tmp, extra_conf)
+    engine = EngineProcess(tmp, extra_conf)
     if pg:
         db_upgrade(engine.conf)
     engine.start()
@@ -412,7 +406,7 @@ def list_figures(
 ) -> list[tuple[str, float, str]]:
     """The port-list figures (see the module's docstring) for one backend."""
     out: list[tuple[str, float, str]] = []
-    engine = Engine(tmp, extra_conf)
+    engine = EngineProcess(tmp, extra_conf)
     if pg:
         db_upgrade(engine.conf)
     engine.start()

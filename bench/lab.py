@@ -25,7 +25,7 @@ from pathlib import Path
 
 from pyroute2 import netns
 
-from bench._common import free_port
+from ipam.lab.harness import free_port
 from ipam.lab.lab import Lab, UpOptions
 from ipam.lab.netparts import rand
 

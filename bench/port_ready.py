@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from bench._common import Engine
+from ipam.lab.harness import EngineProcess
 from ipam.lab.lab import serving_hosts
 from ipam.lab.labhost import LabHost
 from ipam.lab.netparts import Bridge, Vm, rand
@@ -70,7 +70,7 @@ def main() -> int:
     parser.add_argument("--failovers", type=int, default=3)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-port-ready-", dir="/var/tmp"))
-    engine = Engine(tmp, f"[dhcp]\nstartup_grace = 0\nhost_down_time = {DOWN}\n")
+    engine = EngineProcess(tmp, f"[dhcp]\nstartup_grace = 0\nhost_down_time = {DOWN}\n")
     engine.start().wait_up()
     api = httpx.Client(base_url=engine.url, timeout=60)
     segment, segment1 = Bridge(), Bridge()

@@ -1,84 +1,47 @@
 """A one-host DHCP world for tests: a real engine process, a real agent process on
-a bridge, VMs as namespaces running busybox udhcpc (shared by the agent and the
-readiness tests)."""
+a bridge (both ipam.lab.harness), VMs as namespaces running busybox udhcpc (shared by
+the agent and the readiness tests)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
 from dhcp_driver.mapping import write_mapping
 from ipam.bus import contracts
 from ipam.bus.messaging import Bus
+from ipam.lab.harness import AgentProcess
 from ipam.lab.netparts import Bridge, Vm, rand
 from ipam.polling import wait_for
 
 CIDR = "10.66.0.0/24"
+#: The test agent's [dhcp_agent] options, before the test's own.
+AGENT_OPTIONS = "lease_time = 120\nheartbeat_interval = 0.5\nconfirm_timeout = 5\n"
 
 
-class AgentProcess:
-    def __init__(
-        self,
-        tmp: Path,
-        transport_url: str,
-        host: str,
-        mapping: Path,
-        prefix: str,
-        extra_conf: str = "",
-    ):
-        self.tmp, self.host, self.prefix = tmp, host, prefix
-        self.conf = tmp / f"agent-{host}.conf"
-        self.conf.write_text(
-            f"[DEFAULT]\nstate_path = {tmp}/agent-{host}\ntransport_url = {transport_url}\n"
-            f"[dhcp_agent]\nhost = {host}\nmapping_file = {mapping}\n"
-            f"namespace_prefix = {prefix}\nlease_time = 120\nheartbeat_interval = 0.5\n"
-            "confirm_timeout = 5\n" + extra_conf
-        )
-        self.logfile = tmp / f"agent-{host}.log"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        log = open(self.logfile, "a")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ipam.cli.main", "dhcp-agent", "--config-file", str(self.conf)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def logs(self) -> str:
-        return self.logfile.read_text() if self.logfile.exists() else ""
-
-    def dnsmasq_pids(self) -> list[int]:
-        """dnsmasq processes serving this agent's state directory."""
-        marker = f"{self.tmp}/agent-{self.host}/dhcp/"
-        pids = []
-        for proc in psutil.process_iter(["name", "cmdline"]):
-            if proc.info["name"] == "dnsmasq" and any(
-                marker in a for a in proc.info["cmdline"] or []
-            ):
-                pids.append(proc.pid)
-        return pids
+def make_agent(
+    tmp: Path, transport_url: str, host: str, mapping: Path, prefix: str, extra_conf: str = ""
+) -> AgentProcess:
+    """An agent (not started) with tmp/agent-HOST.conf, state in tmp/agent-HOST/ and
+    its output in tmp/agent-HOST.log."""
+    return AgentProcess(
+        tmp / f"agent-{host}.conf",
+        tmp / f"agent-{host}",
+        tmp / f"agent-{host}.log",
+        transport_url,
+        host,
+        mapping,
+        prefix,
+        AGENT_OPTIONS + extra_conf,
+    )
 
 
 class World:
@@ -87,7 +50,7 @@ class World:
         self.api = httpx.Client(base_url=engine.url, timeout=30)
         self.bridge = Bridge()
         self.mapping = tmp / "mapping.json"
-        self.agent = AgentProcess(
+        self.agent = make_agent(
             tmp, transport_url, f"h{rand()}", self.mapping, f"t-{rand()}-", agent_conf
         )
         self.vms: list[Vm] = []

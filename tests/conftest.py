@@ -1,17 +1,12 @@
 """Shared fixtures: stores on SQLite and on the real PostgreSQL, the API in-process,
-and a real engine process for clients that need a socket (openstacksdk)."""
+and real engine processes (ipam.lab.harness) for clients that need a socket."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import uuid
+import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
@@ -19,29 +14,19 @@ from fastapi.testclient import TestClient
 from ipam.api.app import create_app
 from ipam.db import migrate
 from ipam.db.engine import Database
-from ipam.polling import wait_for
+from ipam.lab.harness import PG_ADMIN_URL, EngineProcess, temp_pg_database
 from ipam.store import Store
-
-PG_ADMIN_URL = os.environ.get(
-    "OVIRT_IPAM_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database for one test, dropped afterwards."""
-    name = f"ovirt_ipam_t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    except sa.exc.OperationalError as exc:
-        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is needed (tools/test.sh starts it): {exc}")
-    url = sa.engine.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    yield url
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+    with contextlib.ExitStack() as stack:
+        try:
+            url = stack.enter_context(temp_pg_database(PG_ADMIN_URL, prefix="ovirt_ipam_t"))
+        except sa.exc.OperationalError as exc:
+            pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is needed (tools/test.sh starts it): {exc}")
+        yield url
 
 
 def make_store(url: str) -> Store:
@@ -57,7 +42,7 @@ def sqlite_store(tmp_path: Path) -> Iterator[Store]:
     store.db.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """The store on both backends: each test runs once on each."""
     if request.param == "sqlite":
@@ -75,63 +60,17 @@ def api(sqlite_store: Store) -> TestClient:
     return TestClient(create_app(sqlite_store))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class EngineProcess:
-    """A real ``ovirt-ipam engine`` process; ended by its pid."""
-
-    def __init__(
-        self, tmp: Path, extra_conf: str = "", port: int | None = None, wait: bool = True
-    ) -> None:
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.conf = tmp / f"engine-{self.port}.conf"
-        self.conf.write_text(
-            f"[DEFAULT]\nstate_path = {tmp}/state\n[api]\nbind_port = {self.port}\n{extra_conf}"
-        )
-        self.log = open(tmp / f"engine-{self.port}.log", "w")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ipam.cli.main", "engine", "--config-file", str(self.conf)],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        if wait:
-            wait_for(self._up, 30, f"engine on port {self.port}", interval=0.1)
-
-    def _up(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"engine exited with {self.proc.returncode}: {self.logs()}")
-        try:
-            return httpx.get(self.url + "/", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def logs(self) -> str:
-        self.log.flush()
-        return Path(self.log.name).read_text()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-
-
 @pytest.fixture
 def engine_factory(tmp_path: Path) -> Iterator[Callable[..., EngineProcess]]:
+    """Starts engine processes in tmp_path (and, unless wait=False, waits for each to
+    answer); stops them after the test."""
     started: list[EngineProcess] = []
 
     def start(extra_conf: str = "", port: int | None = None, wait: bool = True) -> EngineProcess:
-        eng = EngineProcess(tmp_path, extra_conf, port, wait)
+        eng = EngineProcess(tmp_path, extra_conf, port).start()
         started.append(eng)
+        if wait:
+            eng.wait_up()
         return eng
 
     yield start

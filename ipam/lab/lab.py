@@ -26,7 +26,6 @@ import contextlib
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -53,6 +52,7 @@ from ipam.lab.dhcpclient import (
     flush_eth0,
     longest_loss,
 )
+from ipam.lab.harness import CLI, UpgradeFailed, db_upgrade
 from ipam.lab.labhost import LabHost
 from ipam.lab.netparts import Bridge, Vm, new_namespace, random_mac
 from ipam.lab.processes import spawn_detached
@@ -177,7 +177,7 @@ class Lab:
 
         fabric = self.rec["fabric_namespace"]
         new_namespace(fabric)
-        nets = [
+        nets: list[dict[str, Any]] = [
             {
                 "name": f"{self.name}-net{i}",
                 "segment": f"net{i}",
@@ -271,18 +271,13 @@ class Lab:
             lines += ["[database]", f"connection = {opts.database}"]
         conf.write_text("\n".join(lines) + "\n")
         conf.chmod(0o600)
-        cli = [sys.executable, "-m", "ipam.cli.main"]
         if opts.database:
             self.progress("store: PostgreSQL, upgrading its schema")
-            done = subprocess.run(
-                [*cli, "db", "upgrade", "--config-file", str(conf)],
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
-            if done.returncode:
-                raise LabError(f"cannot upgrade the store's schema: {done.stderr.strip()}")
-        proc = spawn_detached([*cli, "engine", "--config-file", str(conf)], self.dir / "engine.log")
+            try:
+                db_upgrade(conf)
+            except UpgradeFailed as exc:
+                raise LabError(f"cannot upgrade the store's schema: {exc.stderr.strip()}") from None
+        proc = spawn_detached([*CLI, "engine", "--config-file", str(conf)], self.dir / "engine.log")
         self.rec["engine_pid"] = proc.pid
         record.save(self.dir, self.rec)
 

@@ -14,14 +14,16 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from pyroute2 import netns
 
 from dhcp_driver.netns import iproute_in
+from ipam.lab.harness import stop_process
 from ipam.polling import wait_for
 
 NETNS_DIR = "/run/netns"
@@ -116,7 +118,7 @@ class Vm:
             ns.link("set", index=idx, address=mac)
             ns.link("set", index=idx, state="up")
 
-    def _run(self, argv: list[str], **kw) -> subprocess.Popen:  # type: ignore[no-untyped-def]
+    def _run(self, argv: list[str], **kw: Any) -> subprocess.Popen:
         return subprocess.Popen(in_netns(self.ns, argv), **kw)
 
     def udhcpc(
@@ -242,13 +244,7 @@ class Vm:
         except TimeoutError:
             pass
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_process(proc, 5)
         try:
             return _env(out)
         finally:
@@ -288,7 +284,10 @@ def _env(path: Path) -> dict[str, str] | None:
     return out
 
 
-def elapsed(fn):  # type: ignore[no-untyped-def]
+T = TypeVar("T")
+
+
+def elapsed(fn: Callable[[], T]) -> tuple[T, float]:
     start = time.monotonic()
     result = fn()
     return result, time.monotonic() - start
