@@ -18,7 +18,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from oslo_config import cfg
 from pydantic import BaseModel
@@ -162,7 +162,7 @@ class NetworkWorker(threading.Thread):
             self.served = None
         self.agent.driver.unplug(self.network_id)
 
-    def health(self) -> str:
+    def health(self) -> Literal["running", "starting", "down"]:
         if self.served is None:
             return "starting" if self.resync_due else "down"
         return "running" if self.served.process.alive() else "down"
@@ -214,20 +214,23 @@ class Agent:
                 contracts.reply_queue(self.host),
                 self.conf.dhcp_agent.sync_timeout,
             )
+        if not isinstance(reply, contracts.SyncReply):
+            raise contracts.ContractError(f"the reply to sync.request is a {type(reply).__name__}")
         return reply.networks, reply.missing
 
     def on_message(self, env: Envelope, body: BaseModel) -> None:
-        if env.type in ("port.update", "port.delete"):
-            port: PortState = body.port  # type: ignore[attr-defined]
+        # The body's model follows from env.type (contracts.TYPES).
+        if isinstance(body, contracts.PortEvent):  # port.update, port.delete
+            port: PortState = body.port
             worker = self.workers.get(port.network_id)
             if worker is not None:
                 worker.put((env.type, port))
-        elif env.type in ("subnet.update", "subnet.delete", "network.update", "network.delete"):
-            worker = self.workers.get(body.network_id)  # type: ignore[attr-defined]
+        elif isinstance(body, contracts.SubnetEvent | contracts.NetworkEvent):  # .update, .delete
+            worker = self.workers.get(body.network_id)
             if worker is not None:
                 worker.put(("resync", None))
-        elif env.type == "engine.started":
-            LOG.info("The engine (re)started at %.3f", body.started_at)  # type: ignore[attr-defined]
+        elif isinstance(body, contracts.EngineStarted):
+            LOG.info("The engine (re)started at %.3f", body.started_at)
             self.resync_all()
         else:
             LOG.warning("Ignoring %s message %s from %s", env.type, env.id, env.sender)
@@ -278,7 +281,7 @@ class Agent:
 
     def heartbeat(self) -> None:
         networks = [
-            contracts.ServedNetwork(
+            contracts.ServedNetworkReport(
                 id=k, ports=w.served.ports_count() if w.served else 0, dnsmasq=w.health()
             )
             for k, w in self.workers.items()

@@ -49,6 +49,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from dhcp_driver.mapping import is_canonical_uuid, is_vdsm_name, read_mapping
 from dhcp_driver.netns import iproute_in as _iproute
 from dhcp_driver.netns import netns_fd as _netns_fd
+from ipam.bus.contracts import is_mac
 from vdsm_verb.vdsm_plugin.network.ovirt_ipam_dhcp import vdsm_networks
 
 __all__ = [
@@ -67,7 +68,6 @@ NS_DEVICE_PREFIX = "ovd"
 _ID_CHARS = 11  # 3 + 11 = 14 characters, within IFNAMSIZ - 1
 _HOST_DEVICE = re.compile(rf"{HOST_DEVICE_PREFIX}[0-9a-f]{{{_ID_CHARS}}}")
 _PREFIX = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-_MAC = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
 _MIN_MTU, _MAX_MTU = 68, 65535
 _IFF_UP = 0x1
 _IFA_F_NODAD = 0x02
@@ -83,11 +83,11 @@ class InterfaceError(Exception):
 def _check_network_id(network_id: object) -> str:
     if not is_canonical_uuid(network_id):
         raise InterfaceError(f"network id {network_id!r} is not a canonical UUID")
-    return network_id  # type: ignore[return-value]
+    return network_id
 
 
 def _check_mac(mac_address: object) -> str:
-    if not isinstance(mac_address, str) or not _MAC.fullmatch(mac_address.lower()):
+    if not isinstance(mac_address, str) or not is_mac(mac_address.lower()):
         raise InterfaceError(f"MAC address {mac_address!r} is not of the form xx:xx:xx:xx:xx:xx")
     mac = mac_address.lower()
     first = int(mac[:2], 16)
@@ -99,7 +99,7 @@ def _check_mac(mac_address: object) -> str:
 def _check_bridge(bridge: object) -> str:
     if not is_vdsm_name(bridge):
         raise InterfaceError(f"bridge name {bridge!r} is not a valid VDSM network name")
-    return bridge  # type: ignore[return-value]
+    return bridge
 
 
 def _check_mtu(mtu: object) -> int:
@@ -463,9 +463,9 @@ class OvirtInterfaceDriver:
           driver instance's).
         """
         keep = {n for n in keep_network_ids if is_canonical_uuid(n)}
-        for network_id in sorted(self.plugged_networks() - keep):
-            self.unplug(network_id)
-            LOG.info("Removed stale DHCP interface of network %s", network_id)
+        for stale_id in sorted(self.plugged_networks() - keep):
+            self.unplug(stale_id)
+            LOG.info("Removed stale DHCP interface of network %s", stale_id)
 
         with _iproute() as ipr:
             candidates = [

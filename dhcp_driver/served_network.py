@@ -142,7 +142,8 @@ class ServedNetwork:
 
     def update_ports(self, ports: list[PortState]) -> list[AckedPort]:
         """Created or changed ports, in event order, as one batch."""
-        held, writes = [], {}
+        held: list[AckedPort] = []
+        writes: dict[str, str] = {}
         for port in ports:
             if port.device_owner == DHCP_OWNER or port.network_id != self.network_id:
                 continue

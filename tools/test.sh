@@ -35,6 +35,8 @@ venv_install '[test]'
 
 echo "== ruff"
 .venv/bin/python -m ruff check .
+echo "== mypy"
+.venv/bin/python -m mypy
 echo "== pytest"
 .venv/bin/python -m pytest -q -p no:cacheprovider --durations=15 "$@"
 if [ $# -eq 0 ]; then  # the whole suite ran and passed: its reliability record

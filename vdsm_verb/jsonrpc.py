@@ -7,6 +7,7 @@ becomes the result (True when there is none)."""
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 from vdsm_verb.vdsm_plugin.network.ovirt_ipam_dhcp import COMMAND_INFO
@@ -23,7 +24,10 @@ def dispatch(verb: DhcpVerb, request: dict[str, Any]) -> dict[str, Any]:
     req_id = request.get("id")
     if request.get("jsonrpc") != "2.0" or not isinstance(request.get("method"), str):
         return _error(req_id, INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 request")
-    methods = {"Host.setDHCP": verb.set_dhcp, "Host.getDHCP": verb.get_dhcp}
+    methods: dict[str, Callable[..., dict[str, Any]]] = {
+        "Host.setDHCP": verb.set_dhcp,
+        "Host.getDHCP": verb.get_dhcp,
+    }
     method = request["method"]
     if method not in methods:
         return _error(req_id, METHOD_NOT_FOUND, f"Method not found: {method}")

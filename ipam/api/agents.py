@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Request
 
 from ipam.api.auth import require_token
 from ipam.exceptions import NotFound
+from ipam.store.hosts import is_alive
 
 router = APIRouter(tags=["agents"], dependencies=[Depends(require_token)])
 _NS = uuid.UUID("5b3c3f0e-8f1e-4d0e-9c51-6f0b2a7f1d10")
@@ -37,7 +38,7 @@ def _view(agent: dict[str, Any], down_time: float) -> dict[str, Any]:
         "binary": "ovirt-ipam-dhcp-agent",
         "host": agent["host"],
         "topic": "dhcp_agent",
-        "alive": time.time() - agent["last_seen"] <= down_time,
+        "alive": is_alive(agent["last_seen"], down_time, time.time()),
         "admin_state_up": True,
         "heartbeat_timestamp": _ts(agent["last_seen"]),
         "started_at": _ts(agent.get("started_at")),

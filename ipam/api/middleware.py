@@ -8,6 +8,8 @@ import logging
 import re
 import time
 
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
 from ipam.api.views import BASE, OVIRT, OVIRT_BASE, VIEW
 
 LOG = logging.getLogger("ipam.api.access")
@@ -18,16 +20,16 @@ def _error(status: int, type_: str, message: str) -> bytes:
 
 
 class BodyLimitAndAccessLog:
-    def __init__(self, app, max_body: int) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, app: ASGIApp, max_body: int) -> None:
         self.app, self.max_body = app, max_body
 
-    async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         start, status, length = time.monotonic(), 500, 0
 
-        async def send_logged(message) -> None:  # type: ignore[no-untyped-def]
+        async def send_logged(message: Message) -> None:
             nonlocal status, length
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -61,7 +63,7 @@ class BodyLimitAndAccessLog:
                 scope = dict(scope, headers=[*headers, (b"content-type", b"application/json")])
             sent = False
 
-            async def replay():  # type: ignore[no-untyped-def]
+            async def replay() -> Message:
                 nonlocal sent
                 if not sent:
                     sent = True
@@ -83,7 +85,7 @@ class BodyLimitAndAccessLog:
                 time.monotonic() - start,
             )
 
-    async def _read_body(self, receive) -> bytes | None:  # type: ignore[no-untyped-def]
+    async def _read_body(self, receive: Receive) -> bytes | None:
         chunks, size = [], 0
         while True:
             message = await receive()
@@ -120,10 +122,10 @@ class ClientPaths:
     the scope carries the view and its base path, which the answers' links keep.
     """
 
-    def __init__(self, app) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path = _normal(scope["path"])
             raw = scope.get("raw_path")

@@ -5,12 +5,13 @@ No ``from __future__ import annotations`` here: FastAPI reads the body model fro
 each route's annotations at definition time.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set
 from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Body, Depends, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from ipam.api import views
 from ipam.api.auth import require_token
@@ -38,9 +39,10 @@ UNSORTABLE = {
 }
 
 
-def filter_keys(model: type, extra: set[str]) -> set[str]:
+def filter_keys(model: type[BaseModel], extra: set[str]) -> set[str]:
     """Attributes a list may filter on: the body's attributes and the read-only ones."""
     inner = next(iter(model.model_fields.values())).annotation
+    assert isinstance(inner, type) and issubclass(inner, BaseModel)  # {member: its model}
     names = {f.alias or n for n, f in inner.model_fields.items()}
     return names | READ_ONLY | extra
 
@@ -199,10 +201,10 @@ class Crud(NamedTuple):
 def crud_router(
     collection: str,
     member: str,
-    body_model: type,
+    body_model: type[BaseModel],
     store_of: Callable[[Request], Any],
     crud: Crud,
-    extra_filters: set[str] = frozenset(),  # type: ignore[assignment]
+    extra_filters: Set[str] = frozenset(),
     after_write: Callable[[Request, dict, set[str] | None], dict] | None = None,
     full_list: Callable[[Request], Sequence[bytes]] | None = None,
 ) -> APIRouter:
@@ -223,8 +225,9 @@ def crud_router(
     )
     allowed = filter_keys(body_model, set(extra_filters))
 
-    @router.get("", summary=f"List {collection}")
-    def list_items(request: Request) -> dict:
+    # The handlers return their Response; response_model documents its body.
+    @router.get("", response_model=dict, summary=f"List {collection}")
+    def list_items(request: Request) -> Response:
         if full_list is not None and not request.query_params:
             return EncodedPieces(full_list(request))
         wanted, fields, paging = parse_query(request, allowed)
@@ -236,30 +239,34 @@ def crud_router(
             out[f"{collection}_links"] = links
         return JSONResponse(out)
 
-    @router.get("/{item_id}", summary=f"Show a {member}")
-    def show_item(request: Request, item_id: str) -> dict:
+    @router.get("/{item_id}", response_model=dict, summary=f"Show a {member}")
+    def show_item(request: Request, item_id: str) -> JSONResponse:
         _, fields, _ = parse_query(request, set())
         item = views.adapt_one(request, collection, crud.get(store_of(request), item_id))
         return JSONResponse({member: trim(item, fields)})
 
-    @router.post("", status_code=201, summary=f"Create a {member}")
-    def create_item(request: Request, body: body_model = Body(...)) -> dict:  # type: ignore[valid-type]
+    @router.post("", status_code=201, response_model=dict, summary=f"Create a {member}")
+    def create_item(request: Request, body: body_model = Body(...)) -> JSONResponse:  # type: ignore[valid-type]
         inner = getattr(body, member)
         item = crud.create(store_of(request), inner.attrs())
         if after_write is not None:
             item = after_write(request, item, None)
         return JSONResponse({member: views.adapt_one(request, collection, item)}, 201)
 
-    @router.put("/{item_id}", summary=f"Update a {member}")
-    def update_item(request: Request, item_id: str, body: body_model = Body(...)) -> dict:  # type: ignore[valid-type]
+    @router.put("/{item_id}", response_model=dict, summary=f"Update a {member}")
+    def update_item(
+        request: Request,
+        item_id: str,
+        body: body_model = Body(...),  # type: ignore[valid-type]
+    ) -> JSONResponse:
         inner = getattr(body, member)
         attrs = inner.attrs()
         before = crud.get(store_of(request), item_id) if after_write is not None else None
         item = crud.update(store_of(request), item_id, attrs)
-        if after_write is not None:
+        if after_write is not None and before is not None:
             # What really changed: a PUT that repeats the MAC (oVirt engine's migration
             # sends mac_address and binding:host_id) does not wait for the DHCP servers.
-            changed = {k for k in attrs if before.get(k) != item.get(k)}  # type: ignore[union-attr]
+            changed = {k for k in attrs if before.get(k) != item.get(k)}
             item = after_write(request, item, changed)
         return JSONResponse({member: views.adapt_one(request, collection, item)})
 

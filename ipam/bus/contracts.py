@@ -24,7 +24,7 @@ import math
 import re
 import time
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeGuard
 
 from pydantic import (
     AfterValidator,
@@ -49,8 +49,14 @@ _HOST_PREFIX = "ovirt-ipam.host."
 _HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 # Queue names reach file names on the filesystem transport: no '/', no leading dot.
 _QUEUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+# The one definition of each of these two rules on the ovirt-ipam side (engine and
+# host): use is_mac and is_vdsm_name. (vdsm_verb/vdsm_plugin keeps its own copy of
+# the VDSM name rule: VDSM carries that module, which imports nothing from ipam.)
 _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+# VDSM's rule for network (= bridge) names: 1-15 of [A-Za-z0-9_-], not starting with '-'.
 _VDSM_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,14}")
+#: VDSM's network name rule as error messages state it.
+VDSM_NAME_RULE = "1-15 characters of A-Z a-z 0-9 _ -, not starting with '-'"
 _PRINTABLE = re.compile(r"[\x20-\x7e]{0,255}")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -121,8 +127,18 @@ def _uuid(value: str) -> str:
     return value
 
 
+def is_mac(value: object) -> bool:
+    """Whether value is a MAC address in lower-case colon form (xx:xx:xx:xx:xx:xx)."""
+    return isinstance(value, str) and _MAC.fullmatch(value) is not None
+
+
+def is_vdsm_name(value: object) -> bool:
+    """Whether value is a VDSM network (= bridge) name: VDSM_NAME_RULE."""
+    return isinstance(value, str) and _VDSM_NAME.fullmatch(value) is not None
+
+
 def _mac(value: str) -> str:
-    if not _MAC.fullmatch(value):
+    if not is_mac(value):
         raise ValueError(f"{value!r} is not a MAC address in lower-case colon form")
     return value
 
@@ -162,11 +178,8 @@ def _queue(value: str) -> str:
 
 
 def _vdsm_name(value: str) -> str:
-    if not _VDSM_NAME.fullmatch(value):
-        raise ValueError(
-            f"{value!r} is not a VDSM network name (1-15 characters of A-Z a-z 0-9 _ -, "
-            "not starting with '-')"
-        )
+    if not is_vdsm_name(value):
+        raise ValueError(f"{value!r} is not a VDSM network name ({VDSM_NAME_RULE})")
     return value
 
 
@@ -176,7 +189,7 @@ def _printable(value: str) -> str:
     return value
 
 
-def is_lease_time(value: object) -> bool:
+def is_lease_time(value: object) -> TypeGuard[int | None]:
     """Whether value is a valid dhcp_lease_time (None included; bool is not an int here)."""
     if value is None:
         return True
@@ -317,7 +330,9 @@ class PortAck(_Model):
     ports: Annotated[list[AckedPort], Field(max_length=MAX_PORTS)]
 
 
-class ServedNetwork(_Model):
+class ServedNetworkReport(_Model):
+    """One network a DHCP agent serves, as its heartbeat reports it."""
+
     id: Uuid
     ports: Annotated[int, Field(ge=0)]
     dnsmasq: Literal["running", "starting", "down"]
@@ -326,7 +341,7 @@ class ServedNetwork(_Model):
 class Heartbeat(_Model):
     host: Host
     started_at: Timestamp
-    networks: Annotated[list[ServedNetwork], Field(max_length=MAX_NETWORKS)]
+    networks: Annotated[list[ServedNetworkReport], Field(max_length=MAX_NETWORKS)]
 
 
 class NetworkRelease(_Model):

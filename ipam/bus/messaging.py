@@ -74,7 +74,9 @@ class _OrderedChannel(filesystem.Channel):
         super().__init__(*args, **kwargs)
         self._pending: dict[str, deque[str]] = {}
 
-    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
+    # kombu's filesystem.Channel names _put's second parameter payload, its base
+    # AbstractChannel message: no signature matches both.
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
         ns = time.monotonic_ns()
         name = f"{ns:020d}_{next(self._seq) % 1_000_000:06d}{uuid.uuid4().hex}.{queue}.msg"
         folder = self.data_folder_out
@@ -88,7 +90,7 @@ class _OrderedChannel(filesystem.Channel):
                 os.unlink(tmp)
             raise ChannelError(f"cannot add message file {name!r} to {folder}: {exc}") from exc
 
-    def _get(self, queue: str) -> Any:
+    def _get(self, queue: str, timeout: float | None = None) -> Any:
         folder = self.data_folder_in
         suffix = f"{queue}.msg"
         pending = self._pending.get(queue)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from oslo_config import cfg
 from sqlalchemy import exc as sa_exc
@@ -12,6 +13,9 @@ from sqlalchemy import exc as sa_exc
 from ipam import config, log
 from ipam.cli import admin, lab
 from ipam.db.migrate import SchemaNotCurrent
+
+if TYPE_CHECKING:
+    from ipam.bus.messaging import Bus
 
 
 def _load_conf(rest: list[str]) -> cfg.ConfigOpts:
@@ -33,7 +37,7 @@ def _engine(rest: list[str]) -> int:
     return 0
 
 
-def _bus(conf: cfg.ConfigOpts, name: str):  # type: ignore[no-untyped-def]
+def _bus(conf: cfg.ConfigOpts, name: str) -> Bus:
     """The message bus of [DEFAULT] transport_url and [bus], named for the broker's view."""
     from ipam import config
 

@@ -9,6 +9,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection
 
 from ipam.db.engine import Database
 
@@ -20,7 +21,7 @@ class SchemaNotCurrent(Exception):
     """The store's schema is not the one this code needs."""
 
 
-def _config(db: Database, conn=None) -> Config:  # type: ignore[no-untyped-def]
+def _config(db: Database | None, conn: Connection | None = None) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", SCRIPT_LOCATION)
     cfg.attributes["connection"] = conn
@@ -28,7 +29,7 @@ def _config(db: Database, conn=None) -> Config:  # type: ignore[no-untyped-def]
 
 
 def head_revision() -> str:
-    script = ScriptDirectory.from_config(_config(None))  # type: ignore[arg-type]
+    script = ScriptDirectory.from_config(_config(None))
     head = script.get_current_head()
     assert head is not None
     return head
@@ -37,6 +38,13 @@ def head_revision() -> str:
 def current_revision(db: Database) -> str | None:
     with db.engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def _pragma(conn: Connection, sql: str) -> None:
+    """Run sql on conn's DBAPI connection, outside SQLAlchemy's transactions."""
+    dbapi_connection = conn.connection.dbapi_connection
+    assert dbapi_connection is not None  # None only once conn is closed
+    dbapi_connection.execute(sql)
 
 
 def upgrade(db: Database, revision: str = "head") -> None:
@@ -48,7 +56,7 @@ def upgrade(db: Database, revision: str = "head") -> None:
             # old one; with foreign keys on, that drop would cascade to every subnet and
             # port. So: off for the migration (outside a transaction, where SQLite
             # allows it), checked before the commit, on again after (SQLite's procedure).
-            conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")
+            _pragma(conn, "PRAGMA foreign_keys=OFF")
         try:
             with conn.begin():
                 command.upgrade(_config(db, conn), revision)
@@ -58,7 +66,7 @@ def upgrade(db: Database, revision: str = "head") -> None:
                         raise RuntimeError(f"migration broke foreign keys: {broken[:5]}")
         finally:
             if sqlite:
-                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")
+                _pragma(conn, "PRAGMA foreign_keys=ON")
     LOG.info("Store schema upgraded from %s to %s", before or "empty", current_revision(db))
 
 

@@ -39,6 +39,7 @@ from ipam.bus.messaging import Bus
 from ipam.dhcp.notifier import SENDER, Notifier, network_info, port_state, subnet_state
 from ipam.exceptions import IpamError, NetworkNotFound
 from ipam.store import Store
+from ipam.store.agents import dhcp_device_id
 
 LOG = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ class BusServer:
         state = self.store.network_state(net_id)
         if state["network"]["vdsm_name"] is None:
             raise _NoBridge(net_id)
-        device_id = f"dhcp-{host}"
+        device_id = dhcp_device_id(host)
         dhcp_subnets = {s["id"] for s in state["subnets"] if s["enable_dhcp"]}
         dhcp_port = next(
             (

@@ -22,6 +22,7 @@ from ipam.bus.messaging import Bus
 from ipam.dhcp.leader import LeaderLock
 from ipam.dhcp.placement import Host, Network, host_lists, place
 from ipam.store import Store
+from ipam.store.hosts import is_alive
 
 LOG = logging.getLogger(__name__)
 
@@ -78,7 +79,9 @@ class DhcpManager:
         now = time.time()
         rows = {h["name"]: h for h in self.store.list_hosts()}
         hosts = {
-            name: Host(name, frozenset(h["bridges"]), now - h["last_seen"] <= self.host_down_time)
+            name: Host(
+                name, frozenset(h["bridges"]), is_alive(h["last_seen"], self.host_down_time, now)
+            )
             for name, h in rows.items()
         }
         dhcp_subnets = {s["network_id"] for s in self.store.list_subnets() if s["enable_dhcp"]}

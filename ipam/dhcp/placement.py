@@ -83,6 +83,9 @@ def host_lists(
     by_id = {n.id: n for n in networks}
     out: dict[str, list[dict[str, str]]] = {name: [] for name in hosts}
     for net_id, names in placement.items():
+        vdsm_name = by_id[net_id].vdsm_name
+        if vdsm_name is None:  # never placed: place() puts a network only on its bridge
+            continue
         for name in names:
-            out.setdefault(name, []).append({"name": by_id[net_id].vdsm_name, "id": net_id})
+            out.setdefault(name, []).append({"name": vdsm_name, "id": net_id})
     return {name: sorted(lst, key=lambda e: e["name"]) for name, lst in out.items()}

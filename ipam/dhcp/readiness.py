@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ipam.store import Store, networks
+from ipam.store.hosts import is_alive
 
 _POLL = 0.05
 
@@ -54,7 +55,7 @@ class Readiness:
         now = time.time()
         out = []
         for agent in self.store.list_agents():
-            if now - agent["last_seen"] > self.host_down_time:
+            if not is_alive(agent["last_seen"], self.host_down_time, now):
                 continue
             for net in (agent.get("status") or {}).get("networks", []):
                 if net.get("id") == net_id and net.get("dnsmasq") == "running":
@@ -81,7 +82,7 @@ class Readiness:
             return f"Network {net_id} has no DHCP-enabled subnet: no DHCP server serves it."
         now = time.time()
         if not any(
-            net["vdsm_name"] in h["bridges"] and now - h["last_seen"] <= self.host_down_time
+            net["vdsm_name"] in h["bridges"] and is_alive(h["last_seen"], self.host_down_time, now)
             for h in self.store.list_hosts()
         ):
             return (

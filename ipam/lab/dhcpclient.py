@@ -254,7 +254,8 @@ class AddressWatch:
     def __init__(self, vms: dict[str, tuple[str, str]], interval: float = 0.5) -> None:
         self.vms = vms
         self.interval = interval
-        self.gaps: dict[str, list[list[float | None]]] = {name: [] for name in vms}
+        # name -> its gaps: (start, end or None while it lasts)
+        self.gaps: dict[str, list[tuple[float, float | None]]] = {name: [] for name in vms}
         self.samples = 0
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -279,9 +280,9 @@ class AddressWatch:
                     gaps = self.gaps[name]
                     open_gap = bool(gaps) and gaps[-1][1] is None
                     if not has and not open_gap:
-                        gaps.append([now, None])
+                        gaps.append((now, None))
                     elif has and open_gap:
-                        gaps[-1][1] = now
+                        gaps[-1] = (gaps[-1][0], now)
             self.samples += 1
             self._stop.wait(max(0.0, self.interval - (time.monotonic() - began)))
 

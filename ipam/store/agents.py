@@ -7,6 +7,7 @@ transaction per call, like every other change of the store.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,6 +24,7 @@ _CHUNK = 500
 
 
 def dhcp_device_id(host: str) -> str:
+    """The device_id (and name) of host's DHCP port (device_owner DHCP_OWNER) on a network."""
     return f"dhcp-{host}"
 
 
@@ -114,7 +116,7 @@ def subscriptions(conn: Connection) -> dict[str, list[str]]:
 # -- DHCP ports --------------------------------------------------------------------------
 
 
-def _dhcp_port_rows(conn: Connection, net_id: str, host: str) -> list[Row]:
+def _dhcp_port_rows(conn: Connection, net_id: str, host: str) -> Sequence[Row]:
     return conn.execute(
         sa.select(ports_table.c.id)
         .where(
@@ -195,7 +197,8 @@ def record_acks(
     its current revision becomes ACTIVE; its revision_number is left as it is.
     Returns (acknowledgements recorded, ids of the ports that became ACTIVE).
     """
-    recorded, activated = 0, []
+    recorded = 0
+    activated: list[str] = []
     ids = list(acked)
     for i in range(0, len(ids), _CHUNK):
         chunk = ids[i : i + _CHUNK]

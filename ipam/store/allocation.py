@@ -16,7 +16,7 @@ import ipaddress
 import itertools
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -119,14 +119,14 @@ def allocate_any(conn: Connection, subnet_id: str, port_id: str) -> int | None:
         if conn.execute(_is_taken, {"sid": subnet_id, "ip": ip}).first() is None:
             _insert(conn, subnet_id, ip, port_id)
             return ip
-    ip = conn.execute(_oldest_freed(conn.dialect.name), {"sid": subnet_id}).scalar()
-    if ip is None:
+    freed: int | None = conn.execute(_oldest_freed(conn.dialect.name), {"sid": subnet_id}).scalar()
+    if freed is None:
         return None
     conn.execute(
-        sa.delete(freed_ips).where(freed_ips.c.subnet_id == subnet_id, freed_ips.c.ip == ip)
+        sa.delete(freed_ips).where(freed_ips.c.subnet_id == subnet_id, freed_ips.c.ip == freed)
     )
-    _insert(conn, subnet_id, ip, port_id)
-    return ip
+    _insert(conn, subnet_id, freed, port_id)
+    return freed
 
 
 def allocate_specific(conn: Connection, subnet_id: str, ip: int, port_id: str) -> None:
@@ -150,7 +150,7 @@ def _insert(conn: Connection, subnet_id: str, ip: int, port_id: str) -> None:
     conn.execute(_insert_allocation, {"subnet_id": subnet_id, "ip": ip, "port_id": port_id})
 
 
-def release(conn: Connection, port_id: str, keep: set[tuple[str, int]] = frozenset()) -> None:  # type: ignore[assignment]
+def release(conn: Connection, port_id: str, keep: Set[tuple[str, int]] = frozenset()) -> None:
     """Move the port's addresses (except those in keep) to the freed list."""
     rows = conn.execute(
         sa.select(ip_allocations.c.subnet_id, ip_allocations.c.ip).where(

@@ -11,7 +11,7 @@ from ipam.db.schema import ip_allocations, networks, subnets
 
 
 def list_(conn: Connection, network_ids: list[str] | None = None) -> list[dict[str, Any]]:
-    used = dict(
+    used: dict[str, int] = dict(
         conn.execute(
             sa.select(ip_allocations.c.subnet_id, sa.func.count()).group_by(
                 ip_allocations.c.subnet_id

@@ -238,7 +238,11 @@ class Store:
         self._notify(lambda n: n.invalidate())
         for port in gone:
             LOG.info("Deleted DHCP port %s of host %s on network %s", port["id"], host, net_id)
-            self._notify(lambda n, port=port: n.port_deleted(port))
+
+            def tell(n: ChangeListener, port: dict[str, Any] = port) -> None:
+                n.port_deleted(port)
+
+            self._notify(tell)
         return gone
 
     def list_agents(self) -> list[dict[str, Any]]:

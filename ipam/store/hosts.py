@@ -11,6 +11,12 @@ from sqlalchemy.engine import Connection
 from ipam.db.schema import hosts
 
 
+def is_alive(last_seen: float, host_down_time: float, now: float) -> bool:
+    """Whether a host is alive: its last heartbeat (``last_seen`` of its host service's
+    or its DHCP agent's record) is within host_down_time of now."""
+    return now - last_seen <= host_down_time
+
+
 def heartbeat(
     conn: Connection, name: str, bridges: list[str], started_at: float, now: float
 ) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from ipam.bus.contracts import DHCP_OWNER
+from ipam.bus.contracts import DHCP_OWNER, VDSM_NAME_RULE, is_vdsm_name
 from ipam.db.schema import networks, ports, subnets
 from ipam.exceptions import InvalidInput, NetworkInUse, NetworkNotFound, VdsmNameInUse
 from ipam.store import validators
@@ -55,7 +55,7 @@ def bridge_candidate(name: Any, physnet: Any) -> str | None:
     """The bridge a network takes when vdsm_name is not given: provider:physical_network
     when it is a valid VDSM name, else the name when it is one, else none."""
     for value in (physnet, name):
-        if isinstance(value, str) and validators.is_vdsm_name(value):
+        if isinstance(value, str) and is_vdsm_name(value):
             return value
     return None
 
@@ -103,7 +103,7 @@ def no_bridge_reason(net: dict[str, Any], holder: str | None) -> str:
     else:
         why = (
             "neither provider:physical_network nor its name is a VDSM network name "
-            "(1-15 characters of A-Z a-z 0-9 _ -, not starting with '-')"
+            f"({VDSM_NAME_RULE})"
         )
     return f"Network {net['id']} has no bridge (vdsm_name is null): {why}; {NO_BRIDGE_HINT}."
 

@@ -27,7 +27,7 @@ import bisect
 import json
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -145,7 +145,7 @@ class PortList:
             self._firsts.append(part[0][0])
         self._key_of = {key[1]: key for key, _ in listed}
 
-    def _update(self, conn: Connection, ids: list[str]) -> None:
+    def _update(self, conn: Connection, ids: Sequence[str]) -> None:
         """Re-read the ports of ids: changed, added or (not found) deleted."""
         for port_id in ids:
             key = self._key_of.pop(port_id, None)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import uuid
+from collections.abc import Sequence
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
@@ -70,6 +71,17 @@ _network_and_subnets = (
 _insert_port = sa.insert(ports)
 
 
+class _Subnet(Protocol):
+    """A subnet as a port needs it: a row of _subnets_of, or one of _network_and_subnets."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def cidr(self) -> str: ...
+    @property
+    def gateway_ip(self) -> str | None: ...
+
+
 def get_row(conn: Connection, port_id: str, lock: bool = False) -> Row:
     query = sa.select(ports).where(ports.c.id == port_id)
     if lock and conn.dialect.name == "postgresql":
@@ -80,7 +92,7 @@ def get_row(conn: Connection, port_id: str, lock: bool = False) -> Row:
     return row
 
 
-def view(row: Row, fixed_ips: list[dict[str, str]]) -> dict[str, Any]:
+def view(row: Row | SimpleNamespace, fixed_ips: list[dict[str, str]]) -> dict[str, Any]:
     out = with_passive(row.extra, PORT_PASSIVE)
     out.update(
         id=row.id,
@@ -118,7 +130,7 @@ def _fixed_ips(conn: Connection, port_ids: list[str] | None) -> dict[str, list[d
     return out
 
 
-def _network_subnets(conn: Connection, net_id: str) -> list[Row]:
+def _network_subnets(conn: Connection, net_id: str) -> Sequence[Row]:
     return conn.execute(_subnets_of, {"nid": net_id}).all()
 
 
@@ -127,13 +139,13 @@ def _text(attrs: dict[str, Any], key: str) -> str:
 
 
 def _resolve(
-    subs: list[Row], net_id: str, request: list[dict[str, Any]]
-) -> list[tuple[Row, int | None]]:
+    subs: Sequence[_Subnet], net_id: str, request: list[dict[str, Any]]
+) -> list[tuple[_Subnet, int | None]]:
     """Check the requested fixed_ips against the network's subnets: (subnet, IP or None)."""
     if len(request) > MAX_FIXED_IPS:
         raise InvalidInput(f"Invalid input for fixed_ips. Reason: more than {MAX_FIXED_IPS}.")
     by_id = {s.id: s for s in subs}
-    out: list[tuple[Row, int | None]] = []
+    out: list[tuple[_Subnet, int | None]] = []
     for entry in request:
         subnet_id, ip_text = entry.get("subnet_id"), entry.get("ip_address")
         if subnet_id is None and ip_text is None:
@@ -165,7 +177,9 @@ def _resolve(
     return out
 
 
-def _allocate(conn: Connection, port_id: str, wanted: list[tuple[Row, int | None]]) -> list[dict]:
+def _allocate(
+    conn: Connection, port_id: str, wanted: list[tuple[_Subnet, int | None]]
+) -> list[dict]:
     """Allocate the resolved fixed_ips; returns them as the API shows them."""
     out = []
     for sub, ip in wanted:
@@ -181,7 +195,9 @@ def _allocate(conn: Connection, port_id: str, wanted: list[tuple[Row, int | None
     return out
 
 
-def _allocate_auto(conn: Connection, subs: list[Row], net_id: str, port_id: str) -> list[dict]:
+def _allocate_auto(
+    conn: Connection, subs: Sequence[_Subnet], net_id: str, port_id: str
+) -> list[dict]:
     """One address from the first subnet of the network that has one (as Neutron does)."""
     for sub in subs:
         ip = allocation.allocate_any(conn, sub.id, port_id)
@@ -233,14 +249,14 @@ def create(conn: Connection, attrs: dict[str, Any], mac_prefix: str) -> dict[str
         "updated_at": now,
         "revision_number": 1,
     }
-    wanted = None if attrs.get("fixed_ips") is None else _resolve(subs, net.id, attrs["fixed_ips"])  # type: ignore[arg-type]
+    wanted = None if attrs.get("fixed_ips") is None else _resolve(subs, net.id, attrs["fixed_ips"])
     conn.execute(_insert_port, values)
     if wanted is None:
-        fixed = _allocate_auto(conn, subs, net.id, port_id)  # type: ignore[arg-type]
+        fixed = _allocate_auto(conn, subs, net.id, port_id)
     else:
         fixed = _allocate(conn, port_id, wanted)
     fixed.sort(key=lambda f: (f["subnet_id"], allocation.ip_int(f["ip_address"])))
-    return view(SimpleNamespace(**values), fixed)  # type: ignore[arg-type]
+    return view(SimpleNamespace(**values), fixed)
 
 
 def counts(conn: Connection) -> dict[str, int]:
@@ -270,7 +286,9 @@ def list_(conn: Connection, sql_filters: dict[str, list[Any]]) -> list[dict[str,
     return [view(r, ips.get(r.id, [])) for r in rows]
 
 
-def listed(conn: Connection, ids: list[str] | None = None) -> list[tuple[tuple[str, str], dict]]:
+def listed(
+    conn: Connection, ids: Sequence[str] | None = None
+) -> list[tuple[tuple[str, str], dict]]:
     """(order key, view) of every port, or of the ports of ids, in the list's order."""
     query = sa.select(ports).order_by(*ORDER)
     if ids is not None:
@@ -303,7 +321,7 @@ def update(conn: Connection, port_id: str, attrs: dict[str, Any]) -> dict[str, A
             (f["subnet_id"], allocation.ip_int(f["ip_address"]))
             for f in _fixed_ips(conn, [port_id]).get(port_id, [])
         }
-        keep = {(s.id, ip) for s, ip in wanted if (s.id, ip) in current}
+        keep = {(s.id, ip) for s, ip in wanted if ip is not None and (s.id, ip) in current}
         allocation.release(conn, port_id, keep)
         _allocate(conn, port_id, [(s, ip) for s, ip in wanted if (s.id, ip) not in keep])
         if keep != current or len(wanted) != len(keep):

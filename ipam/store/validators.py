@@ -4,31 +4,23 @@ line, an interface name or a path (DESIGN.md, Invariants)."""
 from __future__ import annotations
 
 import ipaddress
-import re
 import unicodedata
 import uuid
 
-from ipam.bus.contracts import LEASE_TIME_RULE, is_lease_time
+from ipam.bus.contracts import LEASE_TIME_RULE, VDSM_NAME_RULE, is_lease_time, is_mac, is_vdsm_name
 from ipam.exceptions import InvalidInput
 
-# VDSM's rule for network (bridge) names: 1-15 of [A-Za-z0-9_-], not starting with '-'.
-_VDSM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,14}$")
-_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 NAME_MAX = 255
 #: oVirt's network names (BusinessEntitiesDefinitions.NETWORK_NAME_SIZE): oVirt engine
 #: creates provider networks under the oVirt network's name.
 NETWORK_NAME_MAX = 256
 
 
-def is_vdsm_name(name: str) -> bool:
-    return bool(_VDSM_NAME.fullmatch(name))  # match() with $ let "name\n" through
-
-
 def vdsm_name(value: str) -> str:
-    if not isinstance(value, str) or not is_vdsm_name(value):
+    if not is_vdsm_name(value):
         raise InvalidInput(
             f"Invalid input for vdsm_name. Reason: {value!r} is not a VDSM network name "
-            "(1-15 characters of A-Z a-z 0-9 _ -, not starting with '-')."
+            f"({VDSM_NAME_RULE})."
         )
     return value
 
@@ -52,13 +44,13 @@ def dhcp_lease_time(value: object) -> int | None:
             f"Invalid input for dhcp_lease_time. Reason: {repr(value)[:40]} is not allowed: "
             f"it must be {LEASE_TIME_RULE}."
         )
-    return value  # type: ignore[return-value]
+    return value
 
 
 def mac_address(value: str) -> str:
     """Normalise a unicast MAC to lower-case colon form."""
     mac = value.strip().lower().replace("-", ":") if isinstance(value, str) else ""
-    if not _MAC.fullmatch(mac):
+    if not is_mac(mac):
         raise InvalidInput(f"Invalid input for mac_address. Reason: '{value}' is not a valid MAC.")
     first = int(mac[:2], 16)
     if first & 1:

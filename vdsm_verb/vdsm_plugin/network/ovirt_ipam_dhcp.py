@@ -71,7 +71,12 @@ import tempfile
 import uuid
 from collections.abc import Callable
 from collections.abc import Iterable
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 from typing import Any
+
+if TYPE_CHECKING:
+    from typing import TypeGuard  # Python 3.10: annotations only
 
 __all__ = [
     "AGENT_UNIT",
@@ -155,12 +160,12 @@ class AgentError(Exception):
 # -- the mapping file -----------------------------------------------------------------
 
 
-def is_vdsm_name(value: object) -> bool:
+def is_vdsm_name(value: object) -> TypeGuard[str]:
     """True if value is a string that follows VDSM's network name rule."""
     return isinstance(value, str) and _VDSM_NAME.fullmatch(value) is not None
 
 
-def is_canonical_uuid(value: object) -> bool:
+def is_canonical_uuid(value: object) -> TypeGuard[str]:
     """True if value is a UUID string in canonical form (lower case, with dashes)."""
     if not isinstance(value, str) or len(value) != 36:
         return False
@@ -366,7 +371,7 @@ def validate_request(networks: Any, max_networks: int | None = None) -> list[dic
 
 
 @contextlib.contextmanager
-def _mapping_lock(mapping_path: str):  # type: ignore[no-untyped-def]
+def _mapping_lock(mapping_path: str) -> Iterator[None]:
     """One setDHCP at a time per mapping, across processes (vdsmd's supervdsm and
     the ovirt-ipam host service may both serve the verb): flock on its directory."""
     directory = os.path.dirname(os.path.abspath(mapping_path))

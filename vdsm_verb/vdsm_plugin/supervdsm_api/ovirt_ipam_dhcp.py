@@ -13,7 +13,7 @@ message), which multiprocessing carries back to vdsmd.
 
 from vdsm.network import ovirt_ipam_dhcp as dhcp
 
-from . import expose
+from . import expose  # type: ignore[attr-defined]  # VDSM's supervdsm_api, not ours
 
 
 @expose
