@@ -25,8 +25,8 @@ from cryptography.x509.oid import NameOID
 
 from ipam.bus import contracts as C
 from ipam.bus.messaging import Bus
+from ipam.lab.harness import free_port
 from ipam.polling import wait_for
-from tests.conftest import free_port
 from tests.faultlab import port_open, rabbitmq_vhost, record
 
 
@@ -179,9 +179,11 @@ def tls_broker(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
             relay.wait(10)
 
 
+@pytest.mark.rabbitmq
+@pytest.mark.root  # rabbitmqctl (the test's vhost)
 def test_bus_over_tls_checks_the_broker_certificate(
     tls_broker, tmp_path: Path, engine_factory
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     url, ca, other_ca = tls_broker
     bus = Bus(url, tls={"ca_file": str(ca)})
     got: list[C.Envelope] = []
@@ -217,6 +219,7 @@ def test_bus_over_tls_checks_the_broker_certificate(
     record("access", "transport URL credentials never logged (DEBUG engine log)", checks=1)
 
 
+@pytest.mark.root
 def test_files_the_services_write_have_tight_modes(world_factory) -> None:  # type: ignore[no-untyped-def]
     world = world_factory()
     world.serve()

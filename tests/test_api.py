@@ -165,7 +165,7 @@ def test_an_unfiltered_list_is_never_paged(api: TestClient) -> None:
 )
 def test_bad_sorting_or_paging_is_refused(
     api: TestClient, five_networks, query: str, mentions: str
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     resp = api.get(f"/v2.0/networks?{query}")
     assert resp.status_code == 400, resp.text
     err = resp.json()["NeutronError"]

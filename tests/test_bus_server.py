@@ -200,7 +200,7 @@ def test_sync_events_acks_heartbeat_release(world: tuple, tmp_path: Path) -> Non
     hb = C.Heartbeat(
         host=agent.host,
         started_at=1700000000.25,
-        networks=[C.ServedNetwork(id=net["id"], ports=3, dnsmasq="running")],
+        networks=[C.ServedNetworkReport(id=net["id"], ports=3, dnsmasq="running")],
     )
     agent.send("agent.heartbeat", hb)
 
@@ -267,6 +267,7 @@ def test_malformed_message_is_logged_and_engine_keeps_serving(world: tuple, tmp_
     assert engine.proc.poll() is None
 
 
+@pytest.mark.rabbitmq
 def test_sync_and_events_on_rabbitmq(engine_factory: Callable) -> None:
     engine = engine_factory(f"[DEFAULT]\ntransport_url = {AMQP_URL}\n")
     host = f"rmq-{uuid.uuid4().hex[:8]}"

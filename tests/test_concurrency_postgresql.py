@@ -21,15 +21,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from bench._common import (
-    Engine,
-    LoadResult,
-    client_process,
-    create_network_and_subnet,
-    database_conf,
-    db_upgrade,
-    write_conf,
-)
+from ipam.lab.harness import EngineProcess, database_conf, engines_sharing
+from ipam.lab.load import LoadResult, client_process, create_network_and_subnet
 
 pytestmark = [pytest.mark.postgresql, pytest.mark.timeout(120)]
 
@@ -38,20 +31,10 @@ CLIENT_DEADLINE = 90  # seconds for all client processes to report
 
 
 @pytest.fixture
-def pg_engines(pg_url: str, tmp_path: Path) -> Iterator[list[Engine]]:
+def pg_engines(pg_url: str, tmp_path: Path) -> Iterator[list[EngineProcess]]:
     """Four engine processes sharing the fresh database pg_url (schema via db upgrade)."""
-    extra = database_conf(pg_url)
-    db_upgrade(write_conf(tmp_path / "upgrade.conf", tmp_path / "state-upgrade", 0, extra))
-    engines = [Engine(tmp_path, extra, state_path=tmp_path / f"state-{i}") for i in range(ENGINES)]
-    try:
-        for eng in engines:
-            eng.start()  # boot in parallel, then wait for each
-        for eng in engines:
-            eng.wait_up()
+    with engines_sharing(tmp_path, database_conf(pg_url), ENGINES) as engines:
         yield engines
-    finally:
-        for eng in engines:
-            eng.stop()
 
 
 def run_clients(
@@ -93,7 +76,7 @@ def merged(results: list[LoadResult]) -> LoadResult:
     return total
 
 
-def engine_errors(engines: list[Engine]) -> str:
+def engine_errors(engines: list[EngineProcess]) -> str:
     return "\n".join(
         f"--- engine {e.port}\n{e.server_errors()}" for e in engines if e.server_errors()
     )
@@ -130,7 +113,12 @@ def db_duplicates(pg_url: str, net_id: str, subnet_id: str) -> dict[str, int]:
 
 
 def check_api_and_db(
-    engines: list[Engine], pg_url: str, net_id: str, subnet_id: str, created: LoadResult, n: int
+    engines: list[EngineProcess],
+    pg_url: str,
+    net_id: str,
+    subnet_id: str,
+    created: LoadResult,
+    n: int,
 ) -> None:
     """The API (asked through every engine) and the database agree: n ports, no duplicates."""
     cidr = None
@@ -154,7 +142,7 @@ def check_api_and_db(
 
 
 def test_four_engines_2000_creates_no_failures_no_duplicates(
-    pg_engines: list[Engine], pg_url: str
+    pg_engines: list[EngineProcess], pg_url: str
 ) -> None:
     net_id, subnet_id = create_network_and_subnet(pg_engines[0].url, "conc20", "10.20.0.0/20")
     body = {"network_id": net_id, "device_owner": "compute:nova"}
@@ -170,7 +158,7 @@ def test_four_engines_2000_creates_no_failures_no_duplicates(
 
 
 def test_same_fixed_ip_from_several_processes_one_winner(
-    pg_engines: list[Engine], pg_url: str
+    pg_engines: list[EngineProcess], pg_url: str
 ) -> None:
     net_id, subnet_id = create_network_and_subnet(pg_engines[0].url, "conc-ip", "10.30.0.0/24")
     contested = [f"10.30.0.{50 + i}" for i in range(5)]
@@ -199,7 +187,7 @@ def test_same_fixed_ip_from_several_processes_one_winner(
 
 
 def test_nearly_full_subnet_hands_out_exactly_its_pool(
-    pg_engines: list[Engine], pg_url: str
+    pg_engines: list[EngineProcess], pg_url: str
 ) -> None:
     net_id, subnet_id = create_network_and_subnet(pg_engines[0].url, "conc26", "10.40.0.0/26")
     sub = httpx.get(f"{pg_engines[0].url}/v2.0/subnets/{subnet_id}", timeout=10).json()["subnet"]

@@ -12,7 +12,7 @@ import pytest
 from oslo_config import cfg
 
 from ipam import config
-from tests.conftest import wait_for
+from ipam.polling import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -80,7 +80,7 @@ EXAMPLES: list[tuple[str, object]] = [
         C.Heartbeat(
             host="h1",
             started_at=1700000000.5,
-            networks=[C.ServedNetwork(id=NET, ports=12, dnsmasq="running")],
+            networks=[C.ServedNetworkReport(id=NET, ports=12, dnsmasq="running")],
         ),
     ),
     ("network.release", C.NetworkRelease(host="h1", network_id=NET)),

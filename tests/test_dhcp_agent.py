@@ -7,11 +7,15 @@ from __future__ import annotations
 import os
 import signal
 
+import pytest
+
 from dhcp_driver.mapping import write_mapping
 from ipam.lab.netparts import rand
 from ipam.polling import wait_for
 from tests.agentlab import ip_of
 from tests.faultlab import check_nothing_lost, record
+
+pytestmark = pytest.mark.root
 
 
 def test_agent_serves_creates_deletes_reuse_and_ip_change(world_factory) -> None:  # type: ignore[no-untyped-def]
@@ -122,6 +126,7 @@ def test_killed_dnsmasq_is_respawned_within_two_seconds(world_factory) -> None: 
     )
 
 
+@pytest.mark.rabbitmq
 def test_rabbitmq_transport(world_factory) -> None:  # type: ignore[no-untyped-def]
     w = world_factory("amqp://guest:guest@127.0.0.1:5672//")
     port = w.port()

@@ -34,6 +34,8 @@ from ipam.lab.netparts import Bridge, Vm, rand
 from ipam.polling import wait_for
 from tests.dhcpclients import RENEWED, Event, RunningClient
 
+pytestmark = pytest.mark.root
+
 LEASE = 120
 CIDR, GATEWAY = "10.78.0.0/24", "10.78.0.1"
 CLIENTS = ("udhcpc", "dhclient")

@@ -5,9 +5,13 @@ lowering the HA count takes the DHCP servers away again."""
 
 from __future__ import annotations
 
+import pytest
+
 from ipam.lab.netparts import Vm
 from ipam.polling import wait_for
 from tests.test_host_verb import HostWorld
+
+pytestmark = pytest.mark.root
 
 MANAGED = "[dhcp]\nmanage_placement = true\nstartup_grace = 0\nhost_down_time = 3\n"
 

@@ -4,22 +4,24 @@ namespaces carrying one network with HA count 2, every process real."""
 from __future__ import annotations
 
 import contextlib
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
+import pytest
 from pyroute2 import netns
 
+from ipam.lab.harness import database_conf, db_upgrade
 from ipam.lab.lab import serving_hosts
 from ipam.lab.labhost import LabHost
 from ipam.lab.netparts import Bridge, Vm, rand
 from ipam.polling import wait_for
 from tests.dhcpclients import RunningClient
 from tests.faultlab import check_nothing_lost, record
+
+pytestmark = pytest.mark.root
 
 DOWN = 3.0
 MANAGED = (
@@ -55,7 +57,7 @@ def _cluster(
     cidr: str,
     hosts: int,
     ha_count: int = 1,
-    bus: str | None = None,  # type: ignore[no-untyped-def]
+    bus: str | None = None,
 ) -> Iterator[SimpleNamespace]:
     """A network (bridges joined into one segment) carried by ``hosts`` lab hosts."""
     api = httpx.Client(base_url=engine.url, timeout=60)
@@ -124,19 +126,15 @@ def test_a_host_that_loses_the_bridge_loses_the_placement(tmp_path: Path, engine
         assert port["status"] == "ACTIVE" and ip == port["fixed_ips"][0]["ip_address"]
 
 
+@pytest.mark.postgresql
 def test_two_engines_on_postgresql_the_survivor_takes_over(
     tmp_path: Path,
     engine_factory,
-    pg_url: str,  # type: ignore[no-untyped-def]
+    pg_url: str,
 ) -> None:
     conf = tmp_path / "db.conf"
-    conf.write_text(f"[database]\nconnection = {pg_url}\n")
-    subprocess.run(
-        [sys.executable, "-m", "ipam.cli.main", "db", "upgrade", "--config-file", str(conf)],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    conf.write_text(database_conf(pg_url))
+    db_upgrade(conf, timeout=60)
     bus = f"filesystem://{tmp_path}/bus"
     shared = MANAGED + f"[database]\nconnection = {pg_url}\n[DEFAULT]\ntransport_url = {bus}\n"
     first, second = engine_factory(shared), engine_factory(shared)
@@ -203,7 +201,7 @@ def _second_network(c: SimpleNamespace, cidr: str) -> tuple[dict, Bridge, float]
 
 def test_a_port_on_a_network_set_up_just_now_waits_for_its_server(
     tmp_path: Path,
-    engine_factory,  # type: ignore[no-untyped-def]
+    engine_factory,
 ) -> None:
     """ "Run VM right after Setup Networks": a bridge appears on a host, its network
     and subnet are created, a port is created at once. The port create waits for

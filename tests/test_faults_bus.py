@@ -19,6 +19,8 @@ from tests.faultlab import (
     restart_rabbitmq,
 )
 
+pytestmark = [pytest.mark.root, pytest.mark.rabbitmq]
+
 
 @pytest.fixture
 def amqp_url() -> Iterator[str]:
@@ -28,7 +30,7 @@ def amqp_url() -> Iterator[str]:
 
 def test_rabbitmq_restarted_while_ports_are_created(
     amqp_url: str, world_factory, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     world = world_factory(amqp_url, engine_conf="[dhcp]\nready_timeout = 25\n")
     world.serve()
     world.agent.start()

@@ -13,11 +13,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from dhcp_driver.mapping import write_mapping
 from ipam.polling import wait_for
 from tests.agentlab import ip_of
 from tests.faultlab import RecordingAgentService, check_nothing_lost, record
 from vdsm_verb.verb import DhcpVerb
+
+pytestmark = pytest.mark.root  # tmpfs mounts made by the tests
 
 
 @contextmanager
@@ -59,7 +63,7 @@ def test_verb_with_a_full_or_read_only_mapping_directory(tmp_path: Path) -> None
         write_mapping(mapping, [{"name": "ovirtmgmt", "id": a}])
         before = mapping.read_bytes()
         service = RecordingAgentService()
-        verb = DhcpVerb(str(mapping), service, lambda: None)  # type: ignore[arg-type]
+        verb = DhcpVerb(str(mapping), service, lambda: None)
         wanted = [{"name": "ovirtmgmt", "id": a}, {"name": "vmnet", "id": b}]
 
         filler = fill(d)

@@ -9,12 +9,16 @@ import signal
 from pathlib import Path
 
 import httpx
+import pytest
 import sqlalchemy as sa
 
+from ipam.lab.harness import PG_ADMIN_URL, start_engine
 from ipam.polling import wait_for
 from tests.agentlab import ip_of
-from tests.conftest import PG_ADMIN_URL, EngineProcess, make_store
+from tests.conftest import make_store
 from tests.faultlab import PortCreator, check_nothing_lost, record
+
+pytestmark = pytest.mark.root
 
 
 def _all_active(world, ports: list[dict], timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
@@ -50,7 +54,7 @@ def test_engine_killed_mid_flight_and_restarted(world_factory, tmp_path: Path) -
     engine.proc.send_signal(signal.SIGKILL)
     engine.proc.wait()
     killed_after = len(creator.answers)
-    restarted = EngineProcess(tmp_path, conf_extra, port=engine.port)
+    restarted = start_engine(tmp_path, conf_extra, port=engine.port)
     world.engine = restarted
     creator.join(300)
     assert not creator.is_alive()
@@ -82,6 +86,7 @@ def test_engine_killed_mid_flight_and_restarted(world_factory, tmp_path: Path) -
     )
 
 
+@pytest.mark.postgresql
 def test_postgresql_drops_the_engines_connections(world_factory, pg_url: str) -> None:  # type: ignore[no-untyped-def]
     make_store(pg_url).db.dispose()  # the schema, as 'ovirt-ipam db upgrade' makes it
     world = world_factory(

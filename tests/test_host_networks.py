@@ -61,6 +61,7 @@ def test_vdsm_networks_are_its_bridged_legacy_networks(tmp_path: Path) -> None:
     assert vdsm_networks(str(netconf)) == set()
 
 
+@pytest.mark.root
 def test_a_kernel_bridge_vdsm_does_not_know_is_not_reported_nor_placed(tmp_path: Path) -> None:
     known, stranger, ovs = Bridge(), Bridge(), Bridge()
     netconf = tmp_path / "netconf"
@@ -98,6 +99,7 @@ def test_a_kernel_bridge_vdsm_does_not_know_is_not_reported_nor_placed(tmp_path:
             br.remove()
 
 
+@pytest.mark.root
 def test_the_host_service_reports_a_network_vdsm_sets_up_at_once(tmp_path: Path) -> None:
     """The bridge appears before VDSM saves its running configuration: the host
     service reports the network when the configuration names it, not a heartbeat
@@ -128,6 +130,6 @@ def test_the_host_service_reports_a_network_vdsm_sets_up_at_once(tmp_path: Path)
 
 
 @pytest.fixture(autouse=True)
-def _root() -> None:
-    if os.geteuid() != 0:
+def _root(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("root") and os.geteuid() != 0:
         pytest.skip("needs root (bridges, namespaces)")

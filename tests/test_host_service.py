@@ -7,10 +7,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from ipam.lab.labhost import LabHost
 from ipam.lab.netparts import Bridge, rand
 from ipam.polling import wait_for
 from tests.agentlab import host_heartbeats, reported_at
+
+pytestmark = pytest.mark.root
 
 
 def test_a_new_bridge_is_reported_at_once(tmp_path: Path) -> None:

@@ -150,6 +150,7 @@ def world(tmp_path: Path, engine_factory):  # type: ignore[no-untyped-def]
         w.close()
 
 
+@pytest.mark.root
 def test_set_dhcp_starts_reconciles_and_stops_the_agent(world: HostWorld) -> None:
     done = world.set_dhcp([world.entry(0)])
     assert done.returncode == 0, done.stderr
@@ -180,6 +181,7 @@ def test_set_dhcp_starts_reconciles_and_stops_the_agent(world: HostWorld) -> Non
     assert world.set_dhcp([]).returncode == 0  # twice is fine
 
 
+@pytest.mark.root
 @pytest.mark.parametrize(
     "bad",
     [
@@ -204,6 +206,7 @@ def test_invalid_input_is_a_jsonrpc_error_and_changes_nothing(world: HostWorld, 
     assert world.mapping.read_bytes() == before and world.agent_pid() == agent
 
 
+@pytest.mark.root
 def test_unknown_verb_and_missing_params(world: HostWorld) -> None:
     # As VDSM in strict mode: Invalid params before the verb runs (VDSM's lax mode: -32603).
     missing = world.call("setDHCP")
@@ -214,6 +217,7 @@ def test_unknown_verb_and_missing_params(world: HostWorld) -> None:
     assert not world.mapping.exists() and world.agent_pid() is None
 
 
+@pytest.mark.root
 def test_two_concurrent_calls_end_in_one_list_whole(world: HostWorld) -> None:
     a, b = [world.entry(0)], [world.entry(1), world.entry(0)]
     procs = [
@@ -242,6 +246,7 @@ def test_two_concurrent_calls_end_in_one_list_whole(world: HostWorld) -> None:
     assert {n["id"]: n["name"] for n in state["networks"]} == final
 
 
+@pytest.mark.root
 def test_host_heartbeat_reports_the_bridges(world: HostWorld) -> None:
     db = sa.create_engine(f"sqlite:///{world.tmp}/state/ovirt-ipam.sqlite")
 

@@ -95,6 +95,7 @@ MEANINGFUL = {("subnet.gateway_ip", "empty")}
 FREE_TEXT = ["name", "device_id", "device_owner", "description"]
 
 
+@pytest.mark.root
 def test_rest_api_refuses_or_contains_hostile_input(world_factory) -> None:  # type: ignore[no-untyped-def]
     world = world_factory()
     world.serve()
@@ -180,7 +181,7 @@ def test_verb_refuses_hostile_names_and_ids(tmp_path: Path) -> None:
     write_mapping(mapping, [good])
     before = mapping.read_bytes()
     service = RecordingAgentService()
-    verb = DhcpVerb(str(mapping), service, lambda: service.calls.append("shutdown"))  # type: ignore[arg-type]
+    verb = DhcpVerb(str(mapping), service, lambda: service.calls.append("shutdown"))
     cases = 0
     for value in HOSTILE.values():
         for entry in ({"name": value, "id": good["id"]}, {"name": "ovirtmgmt", "id": value}):
@@ -253,6 +254,7 @@ def test_bus_refuses_hostile_fields() -> None:
     )
 
 
+@pytest.mark.root
 def test_agent_drops_malformed_oversized_replayed_and_stale_messages(world_factory) -> None:  # type: ignore[no-untyped-def]
     world = world_factory()
     world.serve()
@@ -312,7 +314,7 @@ def test_agent_drops_malformed_oversized_replayed_and_stale_messages(world_facto
     )
 
 
-def _port_state(world, port: dict) -> C.PortState:  # type: ignore[no-untyped-def,type-arg]
+def _port_state(world, port: dict) -> C.PortState:  # type: ignore[no-untyped-def]
     from ipam.dhcp.notifier import port_state
 
     full = world.api.get(f"/v2.0/ports/{port['id']}").json()["port"]

@@ -233,6 +233,7 @@ def test_names_derive_from_the_id_only(tmp_path: Path) -> None:
 # -- serves -----------------------------------------------------------------------------
 
 
+@pytest.mark.root
 def test_serves_needs_the_mapping_entry_and_the_bridge(lab: Lab) -> None:
     driver = lab.driver()
     net, other = lab.new_id(), lab.new_id()
@@ -260,6 +261,7 @@ def test_serves_needs_the_mapping_entry_and_the_bridge(lab: Lab) -> None:
 # -- plug, init_l3, unplug --------------------------------------------------------------
 
 
+@pytest.mark.root
 def test_plug_new_and_init_l3(lab: Lab) -> None:
     driver = lab.driver()
     net = lab.new_id()
@@ -287,6 +289,7 @@ def test_plug_new_and_init_l3(lab: Lab) -> None:
     assert link(host_dev, namespace) is None
 
 
+@pytest.mark.root
 def test_plug_new_is_idempotent_and_repairs(lab: Lab, caplog: pytest.LogCaptureFixture) -> None:
     driver = lab.driver()
     net = lab.new_id()
@@ -323,6 +326,7 @@ def test_plug_new_is_idempotent_and_repairs(lab: Lab, caplog: pytest.LogCaptureF
     assert inside.get("IFLA_MTU") == outside.get("IFLA_MTU") == 1450
 
 
+@pytest.mark.root
 def test_plug_new_refuses_bad_arguments(lab: Lab) -> None:
     driver = lab.driver()
     net = lab.new_id()
@@ -342,6 +346,7 @@ def test_plug_new_refuses_bad_arguments(lab: Lab) -> None:
         driver.init_l3(net, ["198.18.1.2/24"])  # not plugged
 
 
+@pytest.mark.root
 def test_init_l3_sets_exactly_the_addresses(lab: Lab) -> None:
     driver = lab.driver()
     net = lab.new_id()
@@ -363,6 +368,7 @@ def test_init_l3_sets_exactly_the_addresses(lab: Lab) -> None:
         driver.init_l3(net, "198.18.2.3/24")  # type: ignore[arg-type]
 
 
+@pytest.mark.root
 def test_unplug_removes_both_and_is_idempotent(lab: Lab) -> None:
     driver = lab.driver()
     net = lab.new_id()
@@ -375,6 +381,7 @@ def test_unplug_removes_both_and_is_idempotent(lab: Lab) -> None:
     driver.unplug(net)  # nothing left: no error
 
 
+@pytest.mark.root
 def test_cleanup_stale(lab: Lab, caplog: pytest.LogCaptureFixture) -> None:
     driver = lab.driver()
     kept, stale, orphan, foreign = lab.new_id(), lab.new_id(), lab.new_id(), lab.new_id()
@@ -429,6 +436,7 @@ def run_in_namespace(namespace: str, argv: list[str], **kwargs: Any) -> subproce
     )
 
 
+@pytest.mark.root
 def test_a_client_on_the_bridge_reaches_the_dhcp_namespace(lab: Lab) -> None:
     driver = lab.driver()
     net = lab.new_id()
@@ -475,6 +483,7 @@ PLUG_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.root
 def test_driver_inside_a_host_namespace(lab: Lab) -> None:
     host = lab.namespace("host")
     with IPRoute(netns=host, flags=0) as ipr:

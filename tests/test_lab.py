@@ -24,8 +24,10 @@ import pytest
 from pyroute2 import netns
 
 from dhcp_driver.netns import iproute_in
+from ipam.lab.harness import free_port
 from ipam.lab.netparts import rand
-from tests.conftest import free_port
+
+pytestmark = pytest.mark.root  # the lab, and its refusals, compare machine-wide namespaces
 
 RABBITMQ = "amqp://guest:guest@127.0.0.1:5672//"
 
@@ -166,6 +168,8 @@ def test_lab_up_failover_and_down(lab: LabCli) -> None:
     assert lab.run("down").returncode == 0  # down twice is safe
 
 
+@pytest.mark.rabbitmq
+@pytest.mark.postgresql
 def test_lab_on_rabbitmq_and_postgresql(lab: LabCli, pg_url: str) -> None:
     up = lab.json(
         "up",

@@ -24,7 +24,9 @@ time.sleep(600)
 """
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
+)
 def test_one_holder_at_a_time_and_a_dead_holders_lock_passes_on(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:

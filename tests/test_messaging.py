@@ -62,7 +62,7 @@ class Env:
                     channel.queue_delete(name)
 
 
-@pytest.fixture(params=["filesystem", "rabbitmq"])
+@pytest.fixture(params=["filesystem", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)])
 def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Env]:
     url = f"filesystem://{tmp_path}/bus" if request.param == "filesystem" else AMQP_URL
     e = Env(url)
@@ -312,6 +312,8 @@ def _rabbit_connections(name: str) -> list[str]:
     return [line.split("\t")[0] for line in out.splitlines() if name in line]
 
 
+@pytest.mark.rabbitmq
+@pytest.mark.root  # rabbitmqctl
 @pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="needs rabbitmqctl")
 def test_consumer_and_publisher_reconnect_on_rabbitmq(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="ipam.bus.messaging")

@@ -17,9 +17,10 @@ from ipam.db.schema import metadata
 from ipam.store import Store
 
 NET_ID = "6f1c2a9e-8d3b-4f5a-9c7e-0b1d2e3f4a5b"
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_migrations_build_exactly_the_schema_the_code_uses(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
@@ -47,6 +48,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.postgresql
 def test_db_commands_and_engine_refuse_an_unmigrated_postgresql(
     pg_url: str, tmp_path: Path
 ) -> None:
@@ -90,7 +92,7 @@ def _with_a_network(
     return db, Store(db)
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_0003_keeps_networks_with_the_agents_lease_time(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
@@ -106,7 +108,7 @@ def test_0003_keeps_networks_with_the_agents_lease_time(
     db.dispose()
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_0005_keeps_networks_subnets_and_ports_and_allows_no_bridge(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from ipam.db.engine import Database
+from ipam.lab.harness import EngineProcess
 from ipam.store import Store
-from tests.conftest import EngineProcess
 
 PASSWORD = "pw"
 TOKEN_CONF = f"auth_strategy = token\nauth_token = s3cret\nauth_password = {PASSWORD}\n"

@@ -17,7 +17,7 @@ import openstack.connection
 import openstack.exceptions
 import pytest
 
-from tests.conftest import EngineProcess
+from ipam.lab.harness import EngineProcess
 
 # The SDK warns about its own deprecations on every call; they are not ours to fix.
 pytestmark = [
@@ -27,7 +27,7 @@ pytestmark = [
 
 TOKEN = "s3cret"
 PASSWORD = "pw"
-# extra_conf is appended inside [api], right after bind_port (tests/conftest.py).
+# extra_conf is appended inside [api], right after bind_port (harness.write_engine_conf).
 TOKEN_CONF = f"auth_strategy = token\nauth_token = {TOKEN}\nauth_password = {PASSWORD}\n"
 
 

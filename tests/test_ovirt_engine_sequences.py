@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import EngineProcess
+from ipam.lab.harness import EngineProcess, start_engine
 
 TOKEN = "s3cret"
 PASSWORD = "pw"
@@ -345,7 +345,7 @@ class ProviderClient:
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineProcess]:
     """One engine (token auth, no hosts) for the module: each test uses its own names."""
-    eng = EngineProcess(tmp_path_factory.mktemp("engine"), TOKEN_CONF)
+    eng = start_engine(tmp_path_factory.mktemp("engine"), TOKEN_CONF)
     yield eng
     eng.stop()
 

@@ -17,12 +17,12 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from tests.conftest import EngineProcess
+from ipam.lab.harness import EngineProcess
 
 TOKEN = "s3cret"
 PASSWORD = "pw"
 TENANT = "ovirt-tenant"
-# extra_conf is appended inside [api], right after bind_port (tests/conftest.py).
+# extra_conf is appended inside [api], right after bind_port (harness.write_engine_conf).
 TOKEN_CONF = f"auth_strategy = token\nauth_token = {TOKEN}\nauth_password = {PASSWORD}\n"
 
 

@@ -19,12 +19,13 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from starlette.responses import JSONResponse
 
-from bench._common import Engine, create_network_and_subnet, database_conf, db_upgrade, write_conf
 from ipam.api import encoded
 from ipam.api.app import create_app
 from ipam.api.encoded import EncodedPieces
 from ipam.db.engine import Database
 from ipam.db.schema import change_counters, ip_allocations, port_changes, ports
+from ipam.lab.harness import database_conf, engines_sharing
+from ipam.lab.load import create_network_and_subnet
 from ipam.store import Store, port_list
 from tests.conftest import make_store
 
@@ -263,14 +264,7 @@ def test_two_engines_on_one_postgresql_list_each_others_changes(
 ) -> None:
     """Real engine processes: a change committed through one engine is in the other's
     very next full list (each keeps its own list)."""
-    extra = database_conf(pg_url)
-    db_upgrade(write_conf(tmp_path / "upgrade.conf", tmp_path / "state-upgrade", 0, extra))
-    engines = [Engine(tmp_path, extra, state_path=tmp_path / f"state-{i}") for i in range(2)]
-    try:
-        for eng in engines:
-            eng.start()
-        for eng in engines:
-            eng.wait_up()
+    with engines_sharing(tmp_path, database_conf(pg_url), 2) as engines:
         a, b = (httpx.Client(base_url=e.url, timeout=30) for e in engines)
         net_id, _ = create_network_and_subnet(engines[0].url, "n", "10.7.0.0/24")
 
@@ -295,9 +289,6 @@ def test_two_engines_on_one_postgresql_list_each_others_changes(
         assert len(listed(a)) == 5
         a.close()
         b.close()
-    finally:
-        for eng in engines:
-            eng.stop()
 
 
 def _run_bodies(*sends: Any) -> None:

@@ -12,9 +12,12 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from ipam.lab.netparts import Vm
 from tests.agentlab import CIDR, World, ip_of
+
+pytestmark = pytest.mark.root
 
 RACES, THREADS = 200, 8
 

@@ -27,6 +27,8 @@ from ipam.lab.netparts import Bridge, Vm, rand
 from ipam.polling import wait_for
 from tests.dhcpclients import RunningClient
 
+pytestmark = pytest.mark.root
+
 CIDR, GATEWAY, DNS = "10.77.0.0/24", "10.77.0.1", ["10.77.0.53", "10.77.0.54"]
 
 

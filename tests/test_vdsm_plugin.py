@@ -220,6 +220,7 @@ def _mapping(networks: list[dict[str, str]]) -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
+@pytest.mark.root  # the mapping directory is a tmpfs mount (the full-disk case)
 @pytest.mark.parametrize("strict", [True, False], ids=["strict", "lax"])
 def test_json_rpc_round_trip_through_vdsm(vdsm: Vdsm, python: str, strict: bool) -> None:
     steps = [
@@ -434,6 +435,7 @@ def test_every_answer_agrees_with_the_schema_field_by_field(tmp_path: Path) -> N
 # -- the cleanup unit's command -------------------------------------------------------
 
 
+@pytest.mark.root  # dhcp-cleanup reads /run/netns and the links of the machine's netns
 def test_dhcp_cleanup_removes_only_networks_not_in_the_mapping(tmp_path: Path) -> None:
     kept, gone = str(uuid.uuid4()), str(uuid.uuid4())
     mapping = tmp_path / "vdsm" / "dhcp-networks.json"
