@@ -10,7 +10,7 @@ of the full port list oVirt engine asks for on every vNIC allocate and deallocat
     SQLite and on PostgreSQL, into an empty /16 and into a /16 that is already 90%
     allocated (pre-filled with bulk INSERTs into ports and ip_allocations and the
     subnet's fresh_cursor moved past them, exactly the state the allocator would
-    have left).
+    have left), and into an empty stateful IPv6 /64 (``..._v6_64``).
 (b) Over REST: C concurrent clients (threads, keep-alive httpx clients) against a
     real ``ovirt-ipam engine`` process, on embedded SQLite and on PostgreSQL.
 (c) The port list over REST, against a real engine process whose store is seeded
@@ -61,6 +61,7 @@ from ipam.lab.load import create_network_and_subnet, create_ports
 from ipam.store import Store, allocation
 
 CIDR = "10.0.0.0/16"
+CIDR_V6 = "2001:db8::/64"  # a stateful DHCPv6 subnet: pools of 2**64 - 2 addresses
 WARMUP_INPROCESS = 100
 WARMUP_REST = 200
 UNIT = "creates/s"
@@ -159,13 +160,15 @@ def timed_creates(store: Store, net_id: str, n: int) -> float:
     return elapsed
 
 
-def inprocess(url: str, fill: float, n: int, profile: bool = False) -> float:
+def inprocess(
+    url: str, fill: float, n: int, profile: bool = False, cidr: str = CIDR, version: int = 4
+) -> float:
     db = Database(url)
     try:
         migrate.upgrade(db)
         store = Store(db)
         net = store.create_network({"name": "bench"})
-        sub = store.create_subnet({"network_id": net["id"], "cidr": CIDR})
+        sub = store.create_subnet({"network_id": net["id"], "cidr": cidr, "ip_version": version})
         if fill:
             t0 = time.perf_counter()
             count = prefill(db, net["id"], sub["id"], fill)
@@ -511,14 +514,18 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="ovirt-ipam-bench-"))
     try:
         for backend in [] if args.skip_inprocess else backends:
-            for label, fill in (("empty", 0.0), ("90pct", 0.9)):
-                progress(f"in-process {backend} {label}: {args.inprocess} creates into a /16")
+            for label, fill, cidr, version in (
+                ("empty", 0.0, CIDR, 4),
+                ("90pct", 0.9, CIDR, 4),
+                ("v6_64", 0.0, CIDR_V6, 6),
+            ):
+                progress(f"in-process {backend} {label}: {args.inprocess} creates into {cidr}")
                 if backend == "sqlite":
                     url = f"sqlite:///{tmp}/inprocess-{label}.sqlite"
-                    rate = inprocess(url, fill, args.inprocess, args.profile)
+                    rate = inprocess(url, fill, args.inprocess, args.profile, cidr, version)
                 else:
                     with temp_pg_database() as url:
-                        rate = inprocess(url, fill, args.inprocess, args.profile)
+                        rate = inprocess(url, fill, args.inprocess, args.profile, cidr, version)
                 progress(f"  {rate:.0f} {UNIT}")
                 results.append((f"creates_per_s_inprocess_{backend}_{label}", rate, UNIT))
         if not args.skip_rest:

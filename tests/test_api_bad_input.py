@@ -547,7 +547,7 @@ SUBNET_CREATE = [
     case("cidr-int", {"cidr": 10}, 400, BAD, "cidr"),
     case("ip-version-6", {"ip_version": 6}, 400, INVALID, "ip_version"),
     case("ip-version-garbage", {"ip_version": "four"}, 400, INVALID, ("ip_version", NOT_INT)),
-    case("ip-version-6-str", {"ip_version": "6"}, 400, INVALID, ("ip_version", "IPv4")),
+    case("ip-version-6-str", {"ip_version": "6"}, 400, INVALID, ("cidr", "ip_version 6")),
     case("ip-version-float", {"ip_version": 4.0}, 400, INVALID, ("ip_version", NOT_INT)),
     case("gateway-outside", {"gateway_ip": "10.3.0.1"}, 400, INVALID, "gateway_ip"),
     case("gateway-network-address", {"gateway_ip": "10.2.0.0"}, 400, INVALID, "gateway_ip"),
@@ -965,7 +965,7 @@ PORT_CREATE = [
     case("subnet-not-uuid", {"fixed_ips": [{"subnet_id": "nope"}]}, 400, INVALID, "subnet_id"),
     case("fixed-ip-empty-entry", {"fixed_ips": [{}]}, 400, INVALID, "fixed_ips"),
     case("ip-garbage", {"fixed_ips": [{"ip_address": "garbage"}]}, 400, INVALID, "ip_address"),
-    case("ip-ipv6", {"fixed_ips": [{"ip_address": "fd00::5"}]}, 400, INVALID, "ip_address"),
+    case("ip-ipv6", {"fixed_ips": [{"ip_address": "fd00::5"}]}, 400, INVALID, "fd00::5"),
     case(
         "ip-twice",
         {"fixed_ips": [{"ip_address": "10.0.0.20"}, {"ip_address": "10.0.0.20"}]},

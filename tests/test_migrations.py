@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -108,6 +109,44 @@ def test_0003_keeps_networks_with_the_agents_lease_time(
     db.dispose()
 
 
+def _subnet_and_port_at_0004(db: Database) -> tuple[str, str]:
+    """A subnet 10.0.0.0/24 and a port holding 10.0.0.2 on NET_ID, written in SQL as
+    the schema of 0004 has them (the store's code writes today's schema)."""
+    sub, port, t = str(uuid.uuid4()), str(uuid.uuid4()), "2026-01-01T00:00:00.000000Z"
+    with db.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO subnets (id, network_id, name, cidr, gateway_ip, enable_dhcp, "
+                "dns_nameservers, host_routes, fresh_cursor, pool_size, project_id, "
+                "description, extra, created_at, updated_at, revision_number) VALUES (:id, "
+                ":net, '', '10.0.0.0/24', '10.0.0.1', true, '[]', '[]', 1, 253, '', '', '{}', "
+                ":t, :t, 1)"
+            ),
+            {"id": sub, "net": NET_ID, "t": t},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO allocation_pools (subnet_id, first_ip, last_ip) "
+                "VALUES (:id, :a, :b)"
+            ),
+            {"id": sub, "a": 167772162, "b": 167772414},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO ports (id, network_id, name, mac_address, device_id, device_owner, "
+                "host_id, status, admin_state_up, project_id, description, extra, created_at, "
+                "updated_at, revision_number) VALUES (:id, :net, '', 'fa:16:3e:00:00:01', 'vm', "
+                "'', '', 'DOWN', true, '', '', '{}', :t, :t, 1)"
+            ),
+            {"id": port, "net": NET_ID, "t": t},
+        )
+        conn.execute(
+            sa.text("INSERT INTO ip_allocations (subnet_id, ip, port_id) VALUES (:s, :ip, :p)"),
+            {"s": sub, "ip": 167772162, "p": port},
+        )
+    return sub, port
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_0005_keeps_networks_subnets_and_ports_and_allows_no_bridge(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
@@ -117,14 +156,13 @@ def test_0005_keeps_networks_subnets_and_ports_and_allows_no_bridge(
     cascade away); afterwards a network may have no bridge and a 256-character name,
     and the bridges stay unique."""
     db, store = _with_a_network(backend, tmp_path, request, "0004")
-    sub = store.create_subnet({"network_id": NET_ID, "cidr": "10.0.0.0/24"})
-    port = store.create_port({"network_id": NET_ID, "device_id": "vm"})
+    sub, port = _subnet_and_port_at_0004(db)
     migrate.upgrade(db)
     migrate.check(db)
-    assert [s["id"] for s in store.list_subnets()] == [sub["id"]]
-    assert store.get_port(port["id"])["fixed_ips"] == port["fixed_ips"]
+    assert [s["id"] for s in store.list_subnets()] == [sub]
+    assert store.get_port(port)["fixed_ips"] == [{"subnet_id": sub, "ip_address": "10.0.0.2"}]
     net = store.get_network(NET_ID)
-    assert (net["vdsm_name"], net["revision_number"], net["subnets"]) == ("old", 5, [sub["id"]])
+    assert (net["vdsm_name"], net["revision_number"], net["subnets"]) == ("old", 5, [sub])
     if backend == "sqlite":
         with db.engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1

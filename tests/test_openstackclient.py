@@ -157,11 +157,18 @@ def test_subnets_with_pools_dns_and_host_routes(osc: Openstack, netdata: dict) -
     assert (shown["gateway_ip"], shown["enable_dhcp"]) == (None, False)
     listed = osc.json("subnet", "list", "--network", "net1")
     assert [s["Subnet"] for s in listed] == ["10.70.0.0/24"]
-    bad = osc.run(
+    v6 = osc.json(
         "subnet", "create", "--network", "net1", "--subnet-range", "fd00::/64", "--ip-version",
-        "6", "v6", ok=False,
+        "6", "--ipv6-ra-mode", "slaac", "--ipv6-address-mode", "slaac", "v6",
     )  # fmt: skip
-    assert bad.returncode == 1 and "ip_version" in bad.stderr
+    assert (v6["ip_version"], v6["cidr"], v6["gateway_ip"]) == (6, "fd00::/64", "fd00::1")
+    assert (v6["ipv6_ra_mode"], v6["ipv6_address_mode"]) == ("slaac", "slaac")
+    bad = osc.run(
+        "subnet", "create", "--network", "net1", "--subnet-range", "fd01::/64", "--ip-version",
+        "6", "--ipv6-ra-mode", "slaac", "--ipv6-address-mode", "dhcpv6-stateful", "v6b",
+        ok=False,
+    )  # fmt: skip
+    assert bad.returncode == 1 and "must be the same value" in bad.stderr
 
 
 def test_ports_fixed_ips_hosts_and_filters(osc: Openstack, netdata: dict) -> None:

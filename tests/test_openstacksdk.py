@@ -222,6 +222,39 @@ def test_subnet_default_pools_skip_the_gateway(conn, net):
     assert sub.allocation_pools == [{"start": "10.30.0.2", "end": "10.30.0.6"}]
 
 
+def test_ipv6_subnets_with_modes_and_dual_stack_ports(conn, net, subnet):
+    """openstacksdk creates and lists IPv6 subnets with Neutron's modes; a port on the
+    dual-stack network gets an IPv4, a stateful IPv6 and its SLAAC address."""
+    stateful = conn.network.create_subnet(
+        network_id=net.id,
+        ip_version=6,
+        cidr="2001:db8:20::/64",
+        ipv6_address_mode="dhcpv6-stateful",
+        ipv6_ra_mode="dhcpv6-stateful",
+        dns_nameservers=["2001:db8:20::53"],
+    )
+    slaac = conn.network.create_subnet(
+        network_id=net.id, ip_version=6, cidr="2001:db8:21::/64", ipv6_address_mode="slaac"
+    )
+    assert (stateful.ip_version, stateful.gateway_ip) == (6, "2001:db8:20::1")
+    assert (stateful.ipv6_address_mode, stateful.ipv6_ra_mode) == ("dhcpv6-stateful",) * 2
+    assert (slaac.ipv6_address_mode, slaac.ipv6_ra_mode) == ("slaac", None)
+    listed = {s.id: s for s in conn.network.subnets(network_id=net.id, ip_version=6)}
+    assert set(listed) == {stateful.id, slaac.id}
+    assert listed[slaac.id].ipv6_address_mode == "slaac"
+    port = conn.network.create_port(network_id=net.id, mac_address="fa:16:3e:20:00:01")
+    got = {f["subnet_id"]: f["ip_address"] for f in port.fixed_ips}
+    assert got == {
+        subnet.id: "10.20.0.100",
+        stateful.id: "2001:db8:20::2",
+        slaac.id: "2001:db8:21:0:f816:3eff:fe20:1",
+    }
+    with pytest.raises(openstack.exceptions.BadRequestException, match="/64"):
+        conn.network.create_subnet(
+            network_id=net.id, ip_version=6, cidr="2001:db8:22::/80", ipv6_ra_mode="slaac"
+        )
+
+
 def test_subnet_list_get_update_delete(conn, net, subnet):
     other_net = conn.network.create_network(name="other")
     other = conn.network.create_subnet(

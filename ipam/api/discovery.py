@@ -136,8 +136,9 @@ def ip_availabilities(request: Request) -> dict:
 
     allowed = {"network_id", "network_name", "project_id", "tenant_id", "ip_version"}
     wanted, fields, _ = parse_query(request, allowed)
-    wanted.pop("ip_version", None) if wanted.get("ip_version") == ["4"] else None
-    items = request.app.state.store.ip_availabilities(wanted)
+    raw = wanted.pop("ip_version", None)
+    versions = None if raw is None else {int(v) for v in raw if v in ("4", "6")}
+    items = request.app.state.store.ip_availabilities(wanted, versions)
     return {
         "network_ip_availabilities": [
             {k: v for k, v in i.items() if not fields or k in fields} for i in items

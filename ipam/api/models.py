@@ -198,22 +198,22 @@ class NetworkAttrs(_Body):
 
 
 class AllocationPool(_Body):
-    start: str = Field(max_length=15)
-    end: str = Field(max_length=15)
+    start: str = Field(max_length=39)
+    end: str = Field(max_length=39)
 
 
 class HostRoute(_Body):
-    destination: str = Field(max_length=18)
-    nexthop: str = Field(max_length=15)
+    destination: str = Field(max_length=43)
+    nexthop: str = Field(max_length=39)
 
 
 class SubnetAttrs(_Body):
     name: str | None = _S
     network_id: str | None = Field(default=None, max_length=36)
-    cidr: str | None = Field(default=None, max_length=18)
-    ip_version: NInt = Field(default=None, description="4 (IPv6 is not supported).")
+    cidr: str | None = Field(default=None, max_length=43)
+    ip_version: NInt = Field(default=None, description="4 (the default) or 6.")
     gateway_ip: str | None = Field(
-        default=None, max_length=15, description='null or "": no gateway.'
+        default=None, max_length=39, description='null or "": no gateway.'
     )
     allocation_pools: list[AllocationPool] | None = _LIST
     dns_nameservers: list[str] | None = _LIST
@@ -223,8 +223,12 @@ class SubnetAttrs(_Body):
     tenant_id: str | None = _S
     project_id: str | None = _S
     tags: list[str] | None = _LIST
-    ipv6_ra_mode: str | None = Field(default=None, max_length=16)
-    ipv6_address_mode: str | None = Field(default=None, max_length=16)
+    ipv6_ra_mode: str | None = Field(
+        default=None, max_length=16, description="slaac, dhcpv6-stateful, dhcpv6-stateless"
+    )
+    ipv6_address_mode: str | None = Field(
+        default=None, max_length=16, description="slaac, dhcpv6-stateful, dhcpv6-stateless"
+    )
     subnetpool_id: str | None = _S
     service_types: list[str] | None = _LIST
     segment_id: str | None = _S
@@ -233,7 +237,7 @@ class SubnetAttrs(_Body):
 
 class FixedIp(_Body):
     subnet_id: str | None = Field(default=None, max_length=36)
-    ip_address: str | None = Field(default=None, max_length=15)
+    ip_address: str | None = Field(default=None, max_length=39)
 
 
 class PortAttrs(_Body):

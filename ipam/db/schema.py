@@ -63,13 +63,18 @@ subnets = sa.Table(
         index=True,
     ),
     sa.Column("name", sa.String(255), nullable=False, server_default=""),
-    sa.Column("cidr", sa.String(18), nullable=False),
-    sa.Column("gateway_ip", sa.String(15), nullable=True),
+    sa.Column("ip_version", sa.Integer, nullable=False, server_default="4"),
+    sa.Column("cidr", sa.String(43), nullable=False),
+    sa.Column("gateway_ip", sa.String(39), nullable=True),
+    # IPv6 only (Neutron's attributes): slaac, dhcpv6-stateful, dhcpv6-stateless or NULL.
+    sa.Column("ipv6_address_mode", sa.String(16), nullable=True),
+    sa.Column("ipv6_ra_mode", sa.String(16), nullable=True),
     sa.Column("enable_dhcp", sa.Boolean, nullable=False),
     sa.Column("dns_nameservers", sa.JSON, nullable=False),
     sa.Column("host_routes", sa.JSON, nullable=False),
     # Allocation cursor: offset of the next never-used address in the pools
-    # (see ipam.store.allocation). pool_size is the number of addresses in the pools.
+    # (see ipam.store.allocation). pool_size is the number of addresses in the pools,
+    # at most 2**63 - 1 (a /64's pools hold more; the cursor never gets that far).
     sa.Column("fresh_cursor", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("pool_size", sa.BigInteger, nullable=False),
     *_common(),

@@ -36,7 +36,14 @@ from ipam.bus.contracts import (
     SyncRequest,
 )
 from ipam.bus.messaging import Bus
-from ipam.dhcp.notifier import SENDER, Notifier, network_info, port_state, subnet_state
+from ipam.dhcp.notifier import (
+    SENDER,
+    Notifier,
+    is_ipv4,
+    network_info,
+    port_state,
+    subnet_state,
+)
 from ipam.exceptions import IpamError, NetworkNotFound
 from ipam.store import Store
 from ipam.store.agents import dhcp_device_id
@@ -157,7 +164,8 @@ class BusServer:
         if state["network"]["vdsm_name"] is None:
             raise _NoBridge(net_id)
         device_id = dhcp_device_id(host)
-        dhcp_subnets = {s["id"] for s in state["subnets"] if s["enable_dhcp"]}
+        served = [s for s in state["subnets"] if is_ipv4(s["cidr"])]  # see ipam.dhcp.notifier
+        dhcp_subnets = {s["id"] for s in served if s["enable_dhcp"]}
         dhcp_port = next(
             (
                 p
@@ -170,7 +178,7 @@ class BusServer:
         )
         return NetworkState(
             network=network_info(state["network"]),
-            subnets=[subnet_state(s) for s in state["subnets"]],
+            subnets=[subnet_state(s) for s in served],
             ports=[port_state(p) for p in state["ports"]],
             dhcp_port=port_state(dhcp_port) if dhcp_port and dhcp_subnets else None,
         )

@@ -269,13 +269,19 @@ def network_state(conn: Connection, net_id: str) -> dict[str, Any]:
     ).all()
     ips: dict[str, list[dict[str, str]]] = {}
     for r in conn.execute(
-        sa.select(ip_allocations.c.port_id, ip_allocations.c.subnet_id, ip_allocations.c.ip)
+        sa.select(
+            ip_allocations.c.port_id,
+            ip_allocations.c.subnet_id,
+            ip_allocations.c.ip,
+            subnets_table.c.cidr,
+        )
         .join(ports_table, ports_table.c.id == ip_allocations.c.port_id)
+        .join(subnets_table, subnets_table.c.id == ip_allocations.c.subnet_id)
         .where(ports_table.c.network_id == net_id)
         .order_by(ip_allocations.c.subnet_id, ip_allocations.c.ip)
     ):
         ips.setdefault(r.port_id, []).append(
-            {"subnet_id": r.subnet_id, "ip_address": allocation.ip_str(r.ip)}
+            {"subnet_id": r.subnet_id, "ip_address": allocation.ip_str(r.cidr, r.ip)}
         )
     return {
         "network": net,

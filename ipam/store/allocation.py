@@ -12,6 +12,7 @@ finally guarantees that no address is allocated twice.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import itertools
 import random
@@ -28,15 +29,62 @@ from ipam.exceptions import (
     MacAddressInUse,
 )
 
-Pool = tuple[int, int]  # first and last address, inclusive, as integers
+Pool = tuple[int, int]  # first and last address, inclusive, as stored (see encode)
+Net = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# How an address is stored (a signed 64-bit column): an IPv4 address as its integer;
+# an IPv6 address as its offset in its subnet (a subnet is /64 or longer), shifted
+# down by 2**63 so that every offset of a /64 fits and the order is kept. The
+# allocator's arithmetic (cursor + 1, pool ranges) is the same for both families.
+V6_SHIFT = 1 << 63
+MAX_POOL_SIZE = (1 << 63) - 1  # a /64's pools count 2**64 - 2: the cursor stops here
 
 
-def ip_int(ip: str) -> int:
-    return int(ipaddress.IPv4Address(ip))
+AUTO_ADDRESS_MODES = ("dhcpv6-stateless", "slaac")  # IPv6 modes whose ports get EUI-64
 
 
-def ip_str(value: int) -> str:
-    return str(ipaddress.IPv4Address(value))
+def is_auto_address(subnet: object) -> bool:
+    """A subnet whose ports take the EUI-64 address of their MAC, not one of its pools
+    (Neutron's is_auto_address_subnet: either IPv6 mode slaac or dhcpv6-stateless)."""
+    modes = (getattr(subnet, "ipv6_address_mode", None), getattr(subnet, "ipv6_ra_mode", None))
+    return any(m in AUTO_ADDRESS_MODES for m in modes)
+
+
+@functools.lru_cache(maxsize=4096)
+def network(cidr: str) -> Net:
+    """The subnet of a stored cidr (parsed once: lists decode thousands of rows)."""
+    return ipaddress.ip_network(cidr)
+
+
+def encode(cidr: str, ip: Address | str) -> int:
+    """The stored integer of an address of the subnet cidr."""
+    net = network(cidr)
+    value = int(ipaddress.ip_address(ip) if isinstance(ip, str) else ip)
+    if net.version == 4:
+        return value
+    return value - int(net.network_address) - V6_SHIFT
+
+
+def decode(cidr: str, value: int) -> Address:
+    net = network(cidr)
+    if net.version == 4:
+        return ipaddress.IPv4Address(value)
+    return ipaddress.IPv6Address(int(net.network_address) + value + V6_SHIFT)
+
+
+def ip_str(cidr: str, value: int) -> str:
+    return str(decode(cidr, value))
+
+
+def eui64(cidr: str, mac: str) -> ipaddress.IPv6Address:
+    """The SLAAC address of a MAC in a /64 (RFC 4291 appendix A: the universal/local
+    bit flipped, ff:fe in the middle), as Neutron gives ports on slaac and
+    dhcpv6-stateless subnets."""
+    octets = [int(part, 16) for part in mac.split(":")]
+    octets[0] ^= 0x02
+    iid = int.from_bytes(bytes([*octets[:3], 0xFF, 0xFE, *octets[3:]]), "big")
+    return ipaddress.IPv6Address(int(network(cidr).network_address) | iid)
 
 
 # Hot-path statements are built once; executing them only binds parameters.
@@ -129,8 +177,9 @@ def allocate_any(conn: Connection, subnet_id: str, port_id: str) -> int | None:
     return freed
 
 
-def allocate_specific(conn: Connection, subnet_id: str, ip: int, port_id: str) -> None:
-    """Allocate the requested address; a concurrent winner shows up as IntegrityError."""
+def allocate_specific(conn: Connection, subnet_id: str, ip: int, port_id: str, cidr: str) -> None:
+    """Allocate the requested address (stored form); a concurrent winner shows up as
+    IntegrityError."""
     owner = conn.execute(
         sa.select(ip_allocations.c.port_id).where(
             ip_allocations.c.subnet_id == subnet_id, ip_allocations.c.ip == ip
@@ -138,7 +187,7 @@ def allocate_specific(conn: Connection, subnet_id: str, ip: int, port_id: str) -
     ).scalar()
     if owner is not None:
         raise IpAddressAlreadyAllocated(
-            f"IP address {ip_str(ip)} already allocated in subnet {subnet_id}"
+            f"IP address {ip_str(cidr, ip)} already allocated in subnet {subnet_id}"
         )
     conn.execute(
         sa.delete(freed_ips).where(freed_ips.c.subnet_id == subnet_id, freed_ips.c.ip == ip)
@@ -198,14 +247,15 @@ def check_mac_free(
         )
 
 
-def pools_for(
-    cidr: ipaddress.IPv4Network, gateway: ipaddress.IPv4Address | None, given: list[dict] | None
-) -> list[Pool]:
-    """Validated allocation pools: given ones, or the subnet minus network, broadcast, gateway."""
-    first_host, last_host = int(cidr.network_address) + 1, int(cidr.broadcast_address) - 1
+def pools_for(cidr: Net, gateway: Address | None, given: list[dict] | None) -> list[Pool]:
+    """Validated allocation pools, stored form: given ones, or (as Neutron) the subnet
+    minus its first address (IPv4: also its broadcast address) and the gateway."""
+    text = str(cidr)
+    first_host = int(cidr.network_address) + 1
+    last_host = int(cidr.broadcast_address) - (1 if cidr.version == 4 else 0)
     gw = int(gateway) if gateway is not None else None
     if given is None:
-        pools: list[Pool] = []
+        pools: list[tuple[int, int]] = []
         if gw is None or not first_host <= gw <= last_host:
             pools = [(first_host, last_host)]
         else:
@@ -213,27 +263,32 @@ def pools_for(
                 pools.append((first_host, gw - 1))
             if gw < last_host:
                 pools.append((gw + 1, last_host))
-        return pools
+        return [(_stored(text, a), _stored(text, b)) for a, b in pools]
     pools = []
     for pool in given:
         start, end = pool["start"], pool["end"]
         try:
-            first, last = ip_int(start), ip_int(end)
+            first, last = int(ipaddress.ip_address(start)), int(ipaddress.ip_address(end))
+            family = {ipaddress.ip_address(start).version, ipaddress.ip_address(end).version}
         except ValueError:
+            family = set()
+        if family != {cidr.version}:
             raise InvalidInput(
                 f"Invalid input for allocation_pools. Reason: {start!r}-{end!r} is not a range "
-                "of IPv4 addresses."
-            ) from None
+                f"of IPv{cidr.version} addresses."
+            )
         if first > last:
             raise InvalidInput(f"Invalid allocation pool {start}-{end}: start is after end.")
         if first < first_host or last > last_host:
             raise InvalidInput(
                 f"The allocation pool {start}-{end} spans beyond the subnet cidr {cidr} "
-                "(network and broadcast addresses are not allocatable)."
+                "(the network's first address and, on IPv4, its broadcast address are not "
+                "allocatable)."
             )
         if gw is not None and first <= gw <= last:
             raise InvalidInput(
-                f"Gateway ip {ip_str(gw)} conflicts with allocation pool {start}-{end}."
+                f"Gateway ip {ipaddress.ip_address(gw)} conflicts with allocation pool "
+                f"{start}-{end}."
             )
         pools.append((first, last))
     pools.sort()
@@ -242,4 +297,15 @@ def pools_for(
             raise InvalidInput(f"Found overlapping allocation pools in subnet {cidr}.")
     if not pools:
         raise InvalidInput("allocation_pools must not be empty.")
-    return pools
+    return [(_stored(text, a), _stored(text, b)) for a, b in pools]
+
+
+def _stored(cidr: str, value: int) -> int:
+    """encode() of an address given as its integer."""
+    net = network(cidr)
+    return value if net.version == 4 else value - int(net.network_address) - V6_SHIFT
+
+
+def pool_size(pools: Sequence[Pool]) -> int:
+    """The number of addresses in the pools (any size: a /64 has 2**64 - 2)."""
+    return sum(b - a + 1 for a, b in pools)

@@ -29,8 +29,6 @@ NETWORK_PASSIVE: dict[str, Any] = {
 
 SUBNET_PASSIVE: dict[str, Any] = {
     "tags": [],
-    "ipv6_ra_mode": None,
-    "ipv6_address_mode": None,
     "subnetpool_id": None,
     "service_types": [],
     "segment_id": None,

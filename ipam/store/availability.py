@@ -1,4 +1,7 @@
-"""IP availability per network and subnet (Neutron's network-ip-availabilities)."""
+"""IP availability per network and subnet (Neutron's network-ip-availabilities).
+
+Totals are counted from the allocation pools in Python, not summed in SQL: an IPv6
+/64 alone holds 2**64 - 2 addresses, more than a database integer holds."""
 
 from __future__ import annotations
 
@@ -7,10 +10,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ipam.db.schema import ip_allocations, networks, subnets
+from ipam.db.schema import allocation_pools, ip_allocations, networks, subnets
 
 
-def list_(conn: Connection, network_ids: list[str] | None = None) -> list[dict[str, Any]]:
+def list_(
+    conn: Connection, network_ids: list[str] | None = None, versions: set[int] | None = None
+) -> list[dict[str, Any]]:
     used: dict[str, int] = dict(
         conn.execute(
             sa.select(ip_allocations.c.subnet_id, sa.func.count()).group_by(
@@ -18,6 +23,10 @@ def list_(conn: Connection, network_ids: list[str] | None = None) -> list[dict[s
             )
         ).all()
     )
+    total: dict[str, int] = {}
+    for pool in conn.execute(sa.select(allocation_pools)):
+        size = pool.last_ip - pool.first_ip + 1
+        total[pool.subnet_id] = total.get(pool.subnet_id, 0) + size
     net_query = sa.select(networks).order_by(networks.c.created_at, networks.c.id)
     if network_ids is not None:
         net_query = net_query.where(networks.c.id.in_(network_ids))
@@ -33,11 +42,12 @@ def list_(conn: Connection, network_ids: list[str] | None = None) -> list[dict[s
                 "subnet_id": s.id,
                 "subnet_name": s.name,
                 "cidr": s.cidr,
-                "ip_version": 4,
-                "total_ips": s.pool_size,
+                "ip_version": s.ip_version,
+                "total_ips": total.get(s.id, 0),
                 "used_ips": used.get(s.id, 0),
             }
             for s in subs
+            if versions is None or s.ip_version in versions
         ]
         out.append(
             {

@@ -188,11 +188,14 @@ class Store:
         self._notify(lambda n: n.port_deleted(port))
 
     # availability
-    def ip_availabilities(self, wanted: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
+    def ip_availabilities(
+        self, wanted: dict[str, list[str]] | None = None, versions: set[int] | None = None
+    ) -> list[dict[str, Any]]:
+        """versions: count only the subnets of these IP versions (all when None)."""
         wanted = dict(wanted or {})
         ids = wanted.pop("network_id", None)
         with self.db.read() as c:
-            return filters.apply(availability.list_(c, ids), wanted)
+            return filters.apply(availability.list_(c, ids, versions), wanted)
 
     def ip_availability(self, net_id: str) -> dict[str, Any]:
         with self.db.read() as c:

@@ -50,8 +50,14 @@ COLUMNS = {
 }
 
 
+_SUBNET_COLUMNS = (
+    subnets.c.cidr,
+    subnets.c.gateway_ip,
+    subnets.c.ipv6_address_mode,
+    subnets.c.ipv6_ra_mode,
+)
 _subnets_of = (
-    sa.select(subnets.c.id, subnets.c.cidr, subnets.c.gateway_ip)
+    sa.select(subnets.c.id, *_SUBNET_COLUMNS)
     .where(subnets.c.network_id == sa.bindparam("nid"))
     .order_by(subnets.c.created_at, subnets.c.id)
 )
@@ -61,8 +67,7 @@ _network_and_subnets = (
         networks_table.c.id,
         networks_table.c.project_id,
         subnets.c.id.label("subnet_id"),
-        subnets.c.cidr,
-        subnets.c.gateway_ip,
+        *_SUBNET_COLUMNS,
     )
     .select_from(networks_table.outerjoin(subnets, subnets.c.network_id == networks_table.c.id))
     .where(networks_table.c.id == sa.bindparam("nid"))
@@ -80,6 +85,10 @@ class _Subnet(Protocol):
     def cidr(self) -> str: ...
     @property
     def gateway_ip(self) -> str | None: ...
+    @property
+    def ipv6_address_mode(self) -> str | None: ...
+    @property
+    def ipv6_ra_mode(self) -> str | None: ...
 
 
 def get_row(conn: Connection, port_id: str, lock: bool = False) -> Row:
@@ -118,14 +127,21 @@ def view(row: Row | SimpleNamespace, fixed_ips: list[dict[str, str]]) -> dict[st
     return out
 
 
+_allocations_with_cidr = (
+    sa.select(ip_allocations, subnets.c.cidr)
+    .join(subnets, subnets.c.id == ip_allocations.c.subnet_id)
+    .order_by(ip_allocations.c.subnet_id, ip_allocations.c.ip)
+)
+
+
 def _fixed_ips(conn: Connection, port_ids: list[str] | None) -> dict[str, list[dict[str, str]]]:
-    query = sa.select(ip_allocations).order_by(ip_allocations.c.subnet_id, ip_allocations.c.ip)
+    query = _allocations_with_cidr
     if port_ids is not None:
         query = query.where(ip_allocations.c.port_id.in_(port_ids))
     out: dict[str, list[dict[str, str]]] = {}
     for r in conn.execute(query):
         out.setdefault(r.port_id, []).append(
-            {"subnet_id": r.subnet_id, "ip_address": allocation.ip_str(r.ip)}
+            {"subnet_id": r.subnet_id, "ip_address": allocation.ip_str(r.cidr, r.ip)}
         )
     return out
 
@@ -139,9 +155,11 @@ def _text(attrs: dict[str, Any], key: str) -> str:
 
 
 def _resolve(
-    subs: Sequence[_Subnet], net_id: str, request: list[dict[str, Any]]
+    subs: Sequence[_Subnet], net_id: str, request: list[dict[str, Any]], mac: str
 ) -> list[tuple[_Subnet, int | None]]:
-    """Check the requested fixed_ips against the network's subnets: (subnet, IP or None)."""
+    """Check the requested fixed_ips against the network's subnets: (subnet, stored IP
+    or None), plus every automatic-address (SLAAC, DHCPv6-stateless) subnet not named,
+    as Neutron adds them: on those a port's address is the EUI-64 one of its MAC."""
     if len(request) > MAX_FIXED_IPS:
         raise InvalidInput(f"Invalid input for fixed_ips. Reason: more than {MAX_FIXED_IPS}.")
     by_id = {s.id: s for s in subs}
@@ -150,7 +168,7 @@ def _resolve(
         subnet_id, ip_text = entry.get("subnet_id"), entry.get("ip_address")
         if subnet_id is None and ip_text is None:
             raise InvalidInput("Invalid input for fixed_ips. Reason: give subnet_id or ip_address.")
-        ip = validators.ipv4_address(ip_text) if ip_text is not None else None
+        ip = _address(ip_text) if ip_text is not None else None
         if subnet_id is not None:
             sub = by_id.get(validators.uuid_str(subnet_id, "subnet_id"))
             if sub is None:
@@ -159,53 +177,102 @@ def _resolve(
                     f"{net_id}."
                 )
         else:
-            sub = next((s for s in subs if ip in ipaddress.IPv4Network(s.cidr)), None)
+            sub = next((s for s in subs if _within(ip, s.cidr)), None)
             if sub is None:
                 raise InvalidInput(
                     f"IP address {ip} is not a valid IP for any subnet on network {net_id}."
                 )
+        if allocation.is_auto_address(sub):
+            auto = allocation.eui64(sub.cidr, mac)
+            if ip is not None and ip != auto:
+                raise InvalidInput(
+                    f"IPv6 address {ip} cannot be directly assigned to a port on subnet "
+                    f"{sub.id} as the subnet is configured for automatic addresses"
+                )
+            ip = auto
         if ip is not None:
-            cidr = ipaddress.IPv4Network(sub.cidr)
-            if ip not in cidr or ip in (cidr.network_address, cidr.broadcast_address):
+            cidr = allocation.network(sub.cidr)
+            edges = (cidr.network_address, cidr.broadcast_address)[: 2 if cidr.version == 4 else 1]
+            if not _within(ip, sub.cidr) or ip in edges:
                 raise InvalidInput(f"IP address {ip} is not a valid IP for the specified subnet.")
             if sub.gateway_ip and str(ip) == sub.gateway_ip:
                 raise InvalidInput(f"IP address {ip} is the gateway of subnet {sub.id}.")
-        out.append((sub, int(ip) if ip is not None else None))
+        out.append((sub, allocation.encode(sub.cidr, ip) if ip is not None else None))
+    named = {s.id for s, _ in out}
+    out += [
+        (s, allocation.encode(s.cidr, allocation.eui64(s.cidr, mac)))
+        for s in subs
+        if allocation.is_auto_address(s) and s.id not in named
+    ]
     explicit = [(s.id, ip) for s, ip in out if ip is not None]
     if len(set(explicit)) != len(explicit):
         raise InvalidInput("Invalid input for fixed_ips. Reason: duplicate IP address.")
     return out
 
 
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        raise InvalidInput(
+            f"Invalid input for ip_address. Reason: '{text}' is not a valid IP address."
+        ) from None
+    return validators.ip_address(text, ip.version)
+
+
+def _within(ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None, cidr: str) -> bool:
+    net = allocation.network(cidr)
+    return ip is not None and ip.version == net.version and ip in net
+
+
 def _allocate(
-    conn: Connection, port_id: str, wanted: list[tuple[_Subnet, int | None]]
+    conn: Connection, port_id: str, wanted: Sequence[tuple[_Subnet, int | None]]
 ) -> list[dict]:
     """Allocate the resolved fixed_ips; returns them as the API shows them."""
     out = []
     for sub, ip in wanted:
         if ip is not None:
-            allocation.allocate_specific(conn, sub.id, ip, port_id)
+            allocation.allocate_specific(conn, sub.id, ip, port_id, sub.cidr)
         else:
             ip = allocation.allocate_any(conn, sub.id, port_id)
             if ip is None:
                 raise IpAddressGenerationFailure(
                     f"No more IP addresses available on subnet {sub.id}."
                 )
-        out.append({"subnet_id": sub.id, "ip_address": allocation.ip_str(ip)})
+        out.append({"subnet_id": sub.id, "ip_address": allocation.ip_str(sub.cidr, ip)})
     return out
 
 
 def _allocate_auto(
-    conn: Connection, subs: Sequence[_Subnet], net_id: str, port_id: str
+    conn: Connection, subs: Sequence[_Subnet], net_id: str, port_id: str, mac: str
 ) -> list[dict]:
-    """One address from the first subnet of the network that has one (as Neutron does)."""
-    for sub in subs:
-        ip = allocation.allocate_any(conn, sub.id, port_id)
-        if ip is not None:
-            return [{"subnet_id": sub.id, "ip_address": allocation.ip_str(ip)}]
-    if subs:
-        raise IpAddressGenerationFailure(f"No more IP addresses available on network {net_id}.")
-    return []
+    """As Neutron: one address from the first IPv4 subnet that has one, one from the
+    first stateful IPv6 subnet that has one, and the EUI-64 address of the MAC on every
+    automatic-address IPv6 subnet (a dual-stack port gets an address of each family)."""
+    out = []
+    pooled = [s for s in subs if not allocation.is_auto_address(s)]
+    for version in (4, 6):
+        family = [s for s in pooled if allocation.network(s.cidr).version == version]
+        for sub in family:
+            ip = allocation.allocate_any(conn, sub.id, port_id)
+            if ip is not None:
+                out.append({"subnet_id": sub.id, "ip_address": allocation.ip_str(sub.cidr, ip)})
+                break
+        else:
+            if family:
+                raise IpAddressGenerationFailure(
+                    f"No more IP addresses available on network {net_id}."
+                )
+    auto = [
+        (s, allocation.encode(s.cidr, allocation.eui64(s.cidr, mac)))
+        for s in subs
+        if allocation.is_auto_address(s)
+    ]
+    return out + _allocate(conn, port_id, auto)
+
+
+def _sort_key(fixed: dict[str, str]) -> tuple[str, int]:
+    return fixed["subnet_id"], int(ipaddress.ip_address(fixed["ip_address"]))
 
 
 def create(conn: Connection, attrs: dict[str, Any], mac_prefix: str) -> dict[str, Any]:
@@ -221,7 +288,13 @@ def create(conn: Connection, attrs: dict[str, Any], mac_prefix: str) -> dict[str
         raise NetworkNotFound(net_id)
     net = rows[0]
     subs = [
-        SimpleNamespace(id=r.subnet_id, cidr=r.cidr, gateway_ip=r.gateway_ip)
+        SimpleNamespace(
+            id=r.subnet_id,
+            cidr=r.cidr,
+            gateway_ip=r.gateway_ip,
+            ipv6_address_mode=r.ipv6_address_mode,
+            ipv6_ra_mode=r.ipv6_ra_mode,
+        )
         for r in rows
         if r.subnet_id is not None
     ]
@@ -249,13 +322,15 @@ def create(conn: Connection, attrs: dict[str, Any], mac_prefix: str) -> dict[str
         "updated_at": now,
         "revision_number": 1,
     }
-    wanted = None if attrs.get("fixed_ips") is None else _resolve(subs, net.id, attrs["fixed_ips"])
+    wanted = (
+        None if attrs.get("fixed_ips") is None else _resolve(subs, net.id, attrs["fixed_ips"], mac)
+    )
     conn.execute(_insert_port, values)
     if wanted is None:
-        fixed = _allocate_auto(conn, subs, net.id, port_id)
+        fixed = _allocate_auto(conn, subs, net.id, port_id, mac)
     else:
         fixed = _allocate(conn, port_id, wanted)
-    fixed.sort(key=lambda f: (f["subnet_id"], allocation.ip_int(f["ip_address"])))
+    fixed.sort(key=_sort_key)
     return view(SimpleNamespace(**values), fixed)
 
 
@@ -314,12 +389,23 @@ def update(conn: Connection, port_id: str, attrs: dict[str, Any]) -> dict[str, A
         if mac != row.mac_address:
             allocation.check_mac_free(conn, row.network_id, mac, except_port=port_id)
             values["mac_address"] = mac
-    if attrs.get("fixed_ips") is not None:
-        subs = _network_subnets(conn, row.network_id)
-        wanted = _resolve(subs, row.network_id, attrs["fixed_ips"])
-        current = {
-            (f["subnet_id"], allocation.ip_int(f["ip_address"]))
+    mac = values.get("mac_address", row.mac_address)
+    subs = _network_subnets(conn, row.network_id)
+    requested = attrs.get("fixed_ips")
+    if requested is None and "mac_address" in values and any(map(allocation.is_auto_address, subs)):
+        # A new MAC moves the port's EUI-64 addresses; its other addresses stay.
+        requested = [
+            f
             for f in _fixed_ips(conn, [port_id]).get(port_id, [])
+            if not allocation.is_auto_address(next(s for s in subs if s.id == f["subnet_id"]))
+        ]
+    if requested is not None:
+        wanted = _resolve(subs, row.network_id, requested, mac)
+        current = {
+            (f["subnet_id"], allocation.encode(s.cidr, f["ip_address"]))
+            for f in _fixed_ips(conn, [port_id]).get(port_id, [])
+            for s in subs
+            if s.id == f["subnet_id"]
         }
         keep = {(s.id, ip) for s, ip in wanted if ip is not None and (s.id, ip) in current}
         allocation.release(conn, port_id, keep)

@@ -1,4 +1,5 @@
-"""Subnets: IPv4 CIDR, gateway, allocation pools, DNS servers, host routes, DHCP on/off."""
+"""Subnets: IPv4 or IPv6 CIDR, gateway, allocation pools, DNS servers, host routes,
+DHCP on/off, and for IPv6 Neutron's address and router-advertisement modes."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ from ipam.store.attributes import (
 
 MAX_DNS = 5
 MAX_ROUTES = 20
+IPV6_MODES = ("dhcpv6-stateful", "dhcpv6-stateless", "slaac")
+Net = allocation.Net
+Address = allocation.Address
 
 
 def get_row(conn: Connection, subnet_id: str, lock: bool = False) -> Row:
@@ -43,12 +47,15 @@ def view(row: Row, pools: list[allocation.Pool]) -> dict[str, Any]:
         id=row.id,
         name=row.name,
         network_id=row.network_id,
-        ip_version=4,
+        ip_version=row.ip_version,
         cidr=row.cidr,
         gateway_ip=row.gateway_ip,
         allocation_pools=[
-            {"start": allocation.ip_str(a), "end": allocation.ip_str(b)} for a, b in pools
+            {"start": allocation.ip_str(row.cidr, a), "end": allocation.ip_str(row.cidr, b)}
+            for a, b in pools
         ],
+        ipv6_address_mode=row.ipv6_address_mode,
+        ipv6_ra_mode=row.ipv6_ra_mode,
         dns_nameservers=list(row.dns_nameservers),
         host_routes=list(row.host_routes),
         enable_dhcp=row.enable_dhcp,
@@ -62,27 +69,32 @@ def view(row: Row, pools: list[allocation.Pool]) -> dict[str, Any]:
     return out
 
 
-def _dns(values: list[str]) -> list[str]:
+def _dns(values: list[str], version: int) -> list[str]:
     if len(values) > MAX_DNS:
         raise InvalidInput(f"Invalid input for dns_nameservers. Reason: more than {MAX_DNS}.")
-    out = [str(validators.ipv4_address(v, "dns_nameservers")) for v in values]
+    out = [str(validators.ip_address(v, version, "dns_nameservers")) for v in values]
     if len(set(out)) != len(out):
         raise InvalidInput("Invalid input for dns_nameservers. Reason: duplicate address.")
     return out
 
 
-def _routes(cidr: ipaddress.IPv4Network, values: list[dict[str, str]]) -> list[dict[str, str]]:
+def _routes(cidr: Net, values: list[dict[str, str]]) -> list[dict[str, str]]:
     if len(values) > MAX_ROUTES:
         raise InvalidInput(f"Invalid input for host_routes. Reason: more than {MAX_ROUTES}.")
     out, seen = [], set()
     for route in values:
         try:
-            dest = ipaddress.IPv4Network(route["destination"], strict=True)
+            dest = ipaddress.ip_network(route["destination"], strict=True)
         except (KeyError, ValueError) as exc:
             raise InvalidInput(
                 f"Invalid input for host_routes. Reason: destination: {exc}"
             ) from None
-        hop = validators.ipv4_address(route.get("nexthop", ""), "host_routes nexthop")
+        if dest.version != cidr.version:
+            raise InvalidInput(
+                f"Invalid input for host_routes. Reason: destination {dest} is not an "
+                f"IPv{cidr.version} prefix."
+            )
+        hop = validators.ip_address(route.get("nexthop", ""), cidr.version, "host_routes nexthop")
         if hop not in cidr:
             raise InvalidInput(
                 f"Invalid input for host_routes. Reason: nexthop {hop} is not in {cidr}."
@@ -96,37 +108,70 @@ def _routes(cidr: ipaddress.IPv4Network, values: list[dict[str, str]]) -> list[d
     return out
 
 
-def _gateway(cidr: ipaddress.IPv4Network, value: str | None) -> ipaddress.IPv4Address | None:
+def _gateway(cidr: Net, value: str | None) -> Address | None:
     """null or "" (oVirt's Administration Portal sends a blank box as ""): no gateway."""
     if value is None or value == "":
         return None
-    gw = validators.ipv4_address(value, "gateway_ip")
-    if gw not in cidr or gw in (cidr.network_address, cidr.broadcast_address):
+    gw = validators.ip_address(value, cidr.version, "gateway_ip")
+    edges = (cidr.network_address, cidr.broadcast_address) if cidr.version == 4 else ()
+    if gw not in cidr or gw in edges:
         raise InvalidInput(
             f"Invalid input for gateway_ip. Reason: {gw} is not a host address of {cidr}."
         )
     return gw
 
 
-def _pool_input(values: list[dict[str, str]] | None) -> list[dict[str, str]] | None:
-    """Pools as given, their start and end checked to be IPv4 addresses (pools_for
-    checks the rest; unchecked, a malformed address made it fail with a 500)."""
+def _pool_input(values: list[dict[str, str]] | None, version: int) -> list[dict[str, str]] | None:
+    """Pools as given, their start and end checked to be addresses of the subnet's
+    family (pools_for checks the rest; unchecked, a malformed address made it fail
+    with a 500)."""
     if values is None:
         return None
     return [
         {
-            k: str(validators.ipv4_address(pool[k], f"allocation_pools {k}"))
+            k: str(validators.ip_address(pool[k], version, f"allocation_pools {k}"))
             for k in ("start", "end")
         }
         for pool in values
     ]
 
 
-def _check_overlap(conn: Connection, net_id: str, cidr: ipaddress.IPv4Network) -> None:
+def _modes(attrs: dict[str, Any], cidr: Net, enable_dhcp: bool) -> tuple[str | None, str | None]:
+    """ipv6_address_mode and ipv6_ra_mode, checked as Neutron checks them."""
+    address_mode, ra_mode = attrs.get("ipv6_address_mode"), attrs.get("ipv6_ra_mode")
+    for field, mode in (("ipv6_address_mode", address_mode), ("ipv6_ra_mode", ra_mode)):
+        if mode is not None and mode not in IPV6_MODES:
+            raise InvalidInput(
+                f"Invalid input for {field}. Reason: '{mode}' is not in "
+                f"{[*sorted(IPV6_MODES), None]}."
+            )
+    if address_mode is None and ra_mode is None:
+        return None, None
+    if cidr.version == 4:
+        raise InvalidInput("ipv6_ra_mode and ipv6_address_mode cannot be set for an IPv4 subnet")
+    if not enable_dhcp:
+        raise InvalidInput(
+            "ipv6_ra_mode or ipv6_address_mode cannot be set when enable_dhcp is set to False"
+        )
+    if address_mode is not None and ra_mode is not None and address_mode != ra_mode:
+        raise InvalidInput(
+            f"ipv6_ra_mode set to '{ra_mode}' with ipv6_address_mode set to '{address_mode}' "
+            "is not valid. If both attributes are set, they must be the same value"
+        )
+    if {address_mode, ra_mode} & set(allocation.AUTO_ADDRESS_MODES) and cidr.prefixlen != 64:
+        raise InvalidInput(
+            f"Invalid CIDR {cidr} for IPv6 address mode. OpenStack uses the EUI-64 address "
+            "format, which requires the prefix to be /64"
+        )
+    return address_mode, ra_mode
+
+
+def _check_overlap(conn: Connection, net_id: str, cidr: Net) -> None:
     for other in conn.execute(
         sa.select(subnets.c.id, subnets.c.cidr).where(subnets.c.network_id == net_id)
     ):
-        if cidr.overlaps(ipaddress.IPv4Network(other.cidr)):
+        theirs = ipaddress.ip_network(other.cidr)
+        if theirs.version == cidr.version and cidr.overlaps(theirs):
             raise InvalidInput(
                 f"Invalid input for cidr. Reason: {cidr} overlaps with subnet {other.id} "
                 f"({other.cidr}) on network {net_id}."
@@ -139,7 +184,7 @@ def _write_pools(conn: Connection, subnet_id: str, pools: list[allocation.Pool])
         sa.insert(allocation_pools),
         [{"subnet_id": subnet_id, "first_ip": a, "last_ip": b} for a, b in pools],
     )
-    return sum(b - a + 1 for a, b in pools)
+    return min(allocation.pool_size(pools), allocation.MAX_POOL_SIZE)
 
 
 def create(conn: Connection, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -148,21 +193,21 @@ def create(conn: Connection, attrs: dict[str, Any]) -> dict[str, Any]:
     attrs = dict(attrs)
     extra = split_passive(attrs, SUBNET_PASSIVE)
     project = project_of(attrs)
-    if attrs.get("ip_version", 4) != 4:
-        raise InvalidInput(
-            f"Invalid input for ip_version. Reason: {attrs['ip_version']} is not supported: "
-            "only IPv4 (4) subnets are."
-        )
+    version = attrs.get("ip_version", 4)
+    if version not in (4, 6) or isinstance(version, bool):
+        raise InvalidInput(f"Invalid input for ip_version. Reason: {version!r} is not in [4, 6].")
     if not attrs.get("network_id"):
         raise InvalidInput("Invalid input for network_id. Reason: it is required.")
     if not attrs.get("cidr"):
         raise InvalidInput("Invalid input for cidr. Reason: it is required.")
     net_id = validators.uuid_str(attrs["network_id"], "network_id")  # 400, as for ports
     net = networks.get_row(conn, net_id, lock=True)  # serialises subnet creation
-    cidr = validators.ipv4_network(attrs["cidr"])
+    cidr = validators.ip_network(attrs["cidr"], version)
+    enable_dhcp = attrs.get("enable_dhcp", True) is not False
+    address_mode, ra_mode = _modes(attrs, cidr, enable_dhcp)
     gw_value = attrs.get("gateway_ip") if gateway_given else str(cidr.network_address + 1)
     gateway = _gateway(cidr, gw_value)
-    pools = allocation.pools_for(cidr, gateway, _pool_input(attrs.get("allocation_pools")))
+    pools = allocation.pools_for(cidr, gateway, _pool_input(attrs.get("allocation_pools"), version))
     _check_overlap(conn, net.id, cidr)
     now, subnet_id = timestamp(), str(uuid.uuid4())
     conn.execute(
@@ -170,10 +215,13 @@ def create(conn: Connection, attrs: dict[str, Any]) -> dict[str, Any]:
             id=subnet_id,
             network_id=net.id,
             name=validators.display_name(attrs.get("name") or ""),
+            ip_version=version,
             cidr=str(cidr),
             gateway_ip=str(gateway) if gateway else None,
-            enable_dhcp=attrs.get("enable_dhcp", True) is not False,
-            dns_nameservers=_dns(attrs.get("dns_nameservers") or []),
+            ipv6_address_mode=address_mode,
+            ipv6_ra_mode=ra_mode,
+            enable_dhcp=enable_dhcp,
+            dns_nameservers=_dns(attrs.get("dns_nameservers") or [], version),
             host_routes=_routes(cidr, attrs.get("host_routes") or []),
             pool_size=0,
             project_id=project if project is not None else net.project_id,
@@ -208,38 +256,43 @@ def update(conn: Connection, subnet_id: str, attrs: dict[str, Any]) -> dict[str,
     gateway_given = "gateway_ip" in attrs
     attrs = dict(attrs)
     row = get_row(conn, subnet_id, lock=True)
-    for fixed in ("network_id", "cidr", "ip_version"):
+    for fixed in ("network_id", "cidr", "ip_version", "ipv6_address_mode", "ipv6_ra_mode"):
         if (
             fixed in attrs
             and attrs[fixed] is not None
-            and str(attrs[fixed]) != str(getattr(row, fixed, 4))
+            and str(attrs[fixed]) != str(getattr(row, fixed))
         ):
             raise InvalidInput(f"Cannot update read-only attribute {fixed}")
-    cidr = ipaddress.IPv4Network(row.cidr)
+    cidr = allocation.network(row.cidr)
     values = standard_updates(row, attrs, SUBNET_PASSIVE)
     if attrs.get("enable_dhcp") is not None:
+        if attrs["enable_dhcp"] is False and (row.ipv6_address_mode or row.ipv6_ra_mode):
+            raise InvalidInput("Cannot disable enable_dhcp with ipv6 attributes set")
         values["enable_dhcp"] = attrs["enable_dhcp"]
     if attrs.get("dns_nameservers") is not None:
-        values["dns_nameservers"] = _dns(attrs["dns_nameservers"])
+        values["dns_nameservers"] = _dns(attrs["dns_nameservers"], cidr.version)
     if attrs.get("host_routes") is not None:
         values["host_routes"] = _routes(cidr, attrs["host_routes"])
     gateway = (
         _gateway(cidr, attrs.get("gateway_ip"))
         if gateway_given
-        else (ipaddress.IPv4Address(row.gateway_ip) if row.gateway_ip else None)
+        else (ipaddress.ip_address(row.gateway_ip) if row.gateway_ip else None)
     )
     if gateway_given:
         values["gateway_ip"] = str(gateway) if gateway else None
-        if gateway is not None and _allocated(conn, subnet_id, int(gateway)):
+        if gateway is not None and _allocated(
+            conn, subnet_id, allocation.encode(row.cidr, gateway)
+        ):
             raise InvalidInput(f"Gateway ip {gateway} is already allocated to a port.")
     current = allocation.load_pools(conn, subnet_id)
     given = attrs.get("allocation_pools")
     if given is not None or gateway_given:
         if given is None:
             given = [
-                {"start": allocation.ip_str(a), "end": allocation.ip_str(b)} for a, b in current
+                {"start": allocation.ip_str(row.cidr, a), "end": allocation.ip_str(row.cidr, b)}
+                for a, b in current
             ]
-        pools = allocation.pools_for(cidr, gateway, _pool_input(given))
+        pools = allocation.pools_for(cidr, gateway, _pool_input(given, cidr.version))
         if pools != current:
             # New pools: restart the cursor; it skips taken addresses once, as it passes them.
             values["pool_size"] = _write_pools(conn, subnet_id, pools)

@@ -89,6 +89,69 @@ def ipv4_network(value: str) -> ipaddress.IPv4Network:
     return net
 
 
+def ipv6_network(value: str) -> ipaddress.IPv6Network:
+    """An IPv6 subnet: /64 to /126 (a /64 is what SLAAC needs; an address is stored as
+    its offset in a /64 at most), not ::, multicast, loopback or link-local."""
+    try:
+        net = ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise InvalidInput(
+            f"Invalid input for cidr. Reason: '{value}' is not a valid CIDR ({exc})."
+        ) from None
+    if net.version != 6:
+        raise InvalidInput(f"Invalid input for cidr. Reason: {value} does not match ip_version 6.")
+    if net.network_address == ipaddress.IPv6Address("::"):
+        raise InvalidInput("IPv6 subnet '::' is not supported")
+    if net.is_multicast or net.is_loopback or net.is_link_local:
+        raise InvalidInput(
+            f"Invalid input for cidr. Reason: {net} is a multicast, loopback or link-local prefix."
+        )
+    if net.prefixlen > 126:
+        raise InvalidInput(
+            "Subnet has a prefix length that is incompatible with DHCP service enabled"
+        )
+    if net.prefixlen < 64:
+        raise InvalidInput(
+            f"Invalid input for cidr. Reason: '{value}' is too large (at least /64)."
+        )
+    return net
+
+
+def ip_network(value: str, version: int) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    if version == 6:
+        return ipv6_network(value)
+    try:
+        parsed = ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        parsed = None
+    if parsed is not None and parsed.version == 6:
+        raise InvalidInput(f"Invalid input for cidr. Reason: {value} does not match ip_version 4.")
+    return ipv4_network(value)
+
+
+def ip_address(
+    value: str, version: int, field: str = "ip_address"
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An address of the given family; link-local and multicast ones are refused (no
+    port, gateway, DNS server or next hop of a subnet can be one)."""
+    if version == 4:
+        return ipv4_address(value, field)
+    try:
+        ip = ipaddress.ip_address(value)
+    except ValueError:
+        raise InvalidInput(
+            f"Invalid input for {field}. Reason: '{value}' is not a valid IP address."
+        ) from None
+    if ip.version != 6:
+        raise InvalidInput(f"Invalid input for {field}. Reason: {value} is not an IPv6 address.")
+    if ip.is_link_local or ip.is_multicast or ip.is_unspecified:
+        raise InvalidInput(
+            f"Invalid input for {field}. Reason: {value} is a link-local, multicast or "
+            "unspecified address."
+        )
+    return ip
+
+
 def ipv4_address(value: str, field: str = "ip_address") -> ipaddress.IPv4Address:
     try:
         ip = ipaddress.ip_address(value)
