@@ -229,3 +229,14 @@ def test_port_counts_per_network(store: Store) -> None:
         store.create_port({"network_id": net})
     store.create_port({"network_id": other})
     assert store.port_counts() == {net: 3, other: 1}
+
+
+def test_networks_with_dhcp_subnets(store: Store) -> None:
+    """What readiness asks before waiting: which networks have a DHCP-enabled subnet."""
+    nets = [store.create_network({"name": f"d{i}"})["id"] for i in range(3)]
+    store.create_subnet({"network_id": nets[0], "cidr": "10.40.0.0/24"})
+    store.create_subnet({"network_id": nets[1], "cidr": "10.41.0.0/24", "enable_dhcp": False})
+    assert store.networks_with_dhcp_subnets(nets) == {nets[0]}
+    store.create_subnet({"network_id": nets[1], "cidr": "10.42.0.0/24"})
+    assert store.networks_with_dhcp_subnets(nets[1:]) == {nets[1]}
+    assert store.networks_with_dhcp_subnets([]) == set()

@@ -43,8 +43,8 @@ class _Store:
     def list_networks(self, wanted: dict) -> list[dict]:
         return [n for n in self.others if n["vdsm_name"] in wanted["vdsm_name"]]
 
-    def list_subnets(self, _wanted: dict) -> list[dict]:
-        return self.subnets
+    def networks_with_dhcp_subnets(self, net_ids: list[str]) -> set[str]:
+        return {s["network_id"] for s in self.subnets if s["enable_dhcp"]} & set(net_ids)
 
     def list_hosts(self) -> list[dict]:
         return self.hosts

@@ -78,7 +78,7 @@ class Readiness:
             return f"Network {net_id} has HA count 0: no DHCP server serves it."
         if net["vdsm_name"] is None:
             return self._no_bridge(net)
-        if not any(s["enable_dhcp"] for s in self.store.list_subnets({"network_id": [net_id]})):
+        if net_id not in self.store.networks_with_dhcp_subnets([net_id]):
             return f"Network {net_id} has no DHCP-enabled subnet: no DHCP server serves it."
         now = time.time()
         if not any(

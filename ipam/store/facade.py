@@ -126,6 +126,11 @@ class Store:
         with self.db.read() as c:
             return filters.apply(subnets.list_(c, sql), rest)
 
+    def networks_with_dhcp_subnets(self, net_ids: list[str]) -> set[str]:
+        """Which of the networks have a DHCP-enabled subnet (one indexed read)."""
+        with self.db.read() as c:
+            return subnets.networks_with_dhcp(c, net_ids)
+
     def update_subnet(self, subnet_id: str, attrs: dict[str, Any]) -> dict[str, Any]:
         sub = self.db.write(lambda c: subnets.update(c, subnet_id, attrs))
         LOG.info("Updated subnet %s revision=%d", subnet_id, sub["revision_number"])

@@ -247,9 +247,21 @@ def list_(conn: Connection, sql_filters: dict[str, list[Any]]) -> list[dict[str,
         query = query.where(subnets.c[key].in_(values))
     rows = conn.execute(query).all()
     pools: dict[str, list[allocation.Pool]] = {}
-    for r in conn.execute(sa.select(allocation_pools).order_by(allocation_pools.c.first_ip)):
+    pool_query = sa.select(allocation_pools).order_by(allocation_pools.c.first_ip)
+    if sql_filters and len(rows) <= 500:  # the pools of these subnets, not of every subnet
+        pool_query = pool_query.where(allocation_pools.c.subnet_id.in_([r.id for r in rows]))
+    for r in conn.execute(pool_query):
         pools.setdefault(r.subnet_id, []).append((r.first_ip, r.last_ip))
     return [view(r, pools.get(r.id, [])) for r in rows]
+
+
+def networks_with_dhcp(conn: Connection, net_ids: list[str]) -> set[str]:
+    query = (
+        sa.select(subnets.c.network_id)
+        .where(subnets.c.network_id.in_(net_ids), subnets.c.enable_dhcp.is_(True))
+        .distinct()
+    )
+    return set(conn.execute(query).scalars())
 
 
 def update(conn: Connection, subnet_id: str, attrs: dict[str, Any]) -> dict[str, Any]:
