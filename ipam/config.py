@@ -98,7 +98,8 @@ bus_opts = [
         min=0.001,
         max=10,
         help="Seconds between polls of the message directory when transport_url is "
-        "filesystem:// (the filesystem transport polls; AMQP does not).",
+        "filesystem:// and inotify is not available (otherwise a consumer is woken by "
+        "inotify when a message arrives; AMQP does not poll).",
     ),
     cfg.StrOpt(
         "ssl_ca_file",

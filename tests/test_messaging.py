@@ -337,3 +337,55 @@ def test_consumer_and_publisher_reconnect_on_rabbitmq(caplog: pytest.LogCaptureF
         wait_for(lambda: got == [1, 2], 10, "a message after the reconnection")
     finally:
         env.close()
+
+
+def _idle_listings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, watch: bool) -> int:
+    """Directory listings of one idle filesystem consumer over 1 s, and a message sent
+    afterwards is still delivered (by the inotify wake-up, or by polling without it)."""
+    if not watch:
+
+        def no_inotify(*_args: object) -> None:
+            raise OSError(24, "Too many open files")
+
+        monkeypatch.setattr(messaging, "INotify", no_inotify)
+    listed = 0
+    real_listdir = messaging.os.listdir
+
+    def counting_listdir(path: str) -> list[str]:
+        nonlocal listed
+        listed += 1
+        return real_listdir(path)
+
+    monkeypatch.setattr(messaging.os, "listdir", counting_listdir)
+    env = Env(f"filesystem://{tmp_path}/bus-{watch}")
+    try:
+        got: list[int] = []
+        queue = env.queue()
+        env.consume(env.bus("consumer"), queue, lambda e, b: got.append(b.revision_number))
+        wait_for(lambda: listed > 0, 5, "the consumer looked once")
+        before = listed
+        time.sleep(1.0)  # the measured window itself, not a wait for a condition
+        idle = listed - before
+        env.bus("producer").publish(queue, event(7))
+        wait_for(lambda: len(got) == 1, 5, "the message delivered")
+        assert got == [7]
+        return idle
+    finally:
+        env.close()
+
+
+def test_an_idle_filesystem_consumer_waits_for_inotify_instead_of_polling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Woken by the message's arrival: an idle consumer looks at the directory a few
+    times a second (its drain timeout), not every polling_interval (2 ms)."""
+    assert _idle_listings(tmp_path, monkeypatch, watch=True) <= 8
+
+
+def test_without_inotify_the_filesystem_consumer_polls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No inotify instance to be had (the per-user limit): kombu's polling, every
+    polling_interval (2 ms by default; 10 ms here, the Bus default)."""
+    messaging._FolderWatch._watches.clear()
+    assert _idle_listings(tmp_path, monkeypatch, watch=False) >= 30

@@ -38,6 +38,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import kombu
+from inotify_simple import INotify
+from inotify_simple import flags as inotify_flags
 from kombu.exceptions import ChannelError
 from kombu.transport import filesystem
 from pydantic import BaseModel
@@ -123,11 +125,95 @@ class _OrderedChannel(filesystem.Channel):
         raise Empty()
 
 
+class _FolderWatch:
+    """Wakes the consumers of one message directory when a message file arrives (its
+    rename into the directory), so that an idle consumer sleeps instead of listing the
+    directory every polling_interval. One inotify instance and one thread per
+    directory and process; the consumers wait on a counter of arrivals."""
+
+    RESCAN_S = 1.0  # a consumer looks anyway this often: nothing is left behind for long
+    _watches: dict[tuple[int, str], _FolderWatch] = {}
+    _lock = threading.Lock()
+
+    @classmethod
+    def of(cls, folder: str) -> _FolderWatch | None:
+        """The process's watch of folder; None where inotify is not available (the
+        transport then polls, as kombu's does)."""
+        key = (os.getpid(), folder)  # a forked child needs its own thread
+        with cls._lock:
+            watch = cls._watches.get(key)
+            if watch is None:
+                try:
+                    watch = cls._watches[key] = cls(folder)
+                except OSError as exc:
+                    LOG.warning("No inotify watch on %s (%s): polling it instead", folder, exc)
+                    return None
+            return watch
+
+    def __init__(self, folder: str) -> None:
+        self.inotify = INotify()
+        try:
+            self.inotify.add_watch(folder, inotify_flags.MOVED_TO | inotify_flags.CLOSE_WRITE)
+        except OSError:
+            self.inotify.close()
+            raise
+        self.arrivals = 0
+        self.cond = threading.Condition()
+        threading.Thread(target=self._run, name=f"bus-watch {folder}", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                events = self.inotify.read()
+            except OSError:
+                LOG.exception("Reading the bus directory's inotify events failed")
+                events = []
+                time.sleep(self.RESCAN_S)
+            if any(
+                e.mask & inotify_flags.Q_OVERFLOW or (e.name and not e.name.startswith("."))
+                for e in events
+            ):
+                with self.cond:
+                    self.arrivals += 1
+                    self.cond.notify_all()
+
+    def wait(self, seen: int, timeout: float) -> bool:
+        """Until a message arrived after the count ``seen`` was read (True), or timeout."""
+        with self.cond:
+            if self.arrivals == seen:
+                self.cond.wait(timeout)
+            return self.arrivals != seen
+
+
 class OrderedFilesystemTransport(filesystem.Transport):
-    """kombu's filesystem transport with ordered, atomically written message files."""
+    """kombu's filesystem transport with ordered, atomically written message files, and
+    consumers woken by inotify when a message arrives instead of polling the directory
+    (kombu's own sleeps polling_interval between empty polls: 3-6 % of a core per
+    idle process at 2 ms). Without inotify it polls as kombu's does."""
 
     Channel = _OrderedChannel
     driver_name = "ovirt-ipam-filesystem"
+
+    def drain_events(self, connection: Any, timeout: Any = None, **kwargs: Any) -> Any:
+        client, cycle = self.client, self.cycle
+        folder = client.transport_options.get("data_folder_in") if client else None
+        watch = _FolderWatch.of(folder) if folder else None
+        if watch is None or cycle is None:
+            super().drain_events(connection, timeout=timeout)
+            return
+        start = time.monotonic()
+        while True:
+            seen = watch.arrivals  # read before looking: an arrival meanwhile is not missed
+            try:
+                cycle.get(self._deliver, timeout=timeout)
+                return
+            except Empty:
+                left = None if timeout is None else timeout - (time.monotonic() - start)
+                if left is not None and left <= 0:
+                    raise TimeoutError() from None
+                wait = _FolderWatch.RESCAN_S if left is None else min(left, _FolderWatch.RESCAN_S)
+                if not watch.wait(seen, wait) and left is not None and left <= wait:
+                    raise TimeoutError() from None  # nothing arrived: no need to look again
 
 
 def _ssl_options(url: str, tls: dict[str, str] | None) -> dict[str, Any]:
