@@ -168,7 +168,7 @@ def _resolve(
         subnet_id, ip_text = entry.get("subnet_id"), entry.get("ip_address")
         if subnet_id is None and ip_text is None:
             raise InvalidInput("Invalid input for fixed_ips. Reason: give subnet_id or ip_address.")
-        ip = _address(ip_text) if ip_text is not None else None
+        ip = validators.ip_address(ip_text, None) if ip_text is not None else None
         if subnet_id is not None:
             sub = by_id.get(validators.uuid_str(subnet_id, "subnet_id"))
             if sub is None:
@@ -208,16 +208,6 @@ def _resolve(
     if len(set(explicit)) != len(explicit):
         raise InvalidInput("Invalid input for fixed_ips. Reason: duplicate IP address.")
     return out
-
-
-def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    try:
-        ip = ipaddress.ip_address(text)
-    except ValueError:
-        raise InvalidInput(
-            f"Invalid input for ip_address. Reason: '{text}' is not a valid IP address."
-        ) from None
-    return validators.ip_address(text, ip.version)
 
 
 def _within(ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None, cidr: str) -> bool:
@@ -389,34 +379,40 @@ def update(conn: Connection, port_id: str, attrs: dict[str, Any]) -> dict[str, A
         if mac != row.mac_address:
             allocation.check_mac_free(conn, row.network_id, mac, except_port=port_id)
             values["mac_address"] = mac
-    mac = values.get("mac_address", row.mac_address)
-    subs = _network_subnets(conn, row.network_id)
     requested = attrs.get("fixed_ips")
-    if requested is None and "mac_address" in values and any(map(allocation.is_auto_address, subs)):
-        # A new MAC moves the port's EUI-64 addresses; its other addresses stay.
-        requested = [
-            f
-            for f in _fixed_ips(conn, [port_id]).get(port_id, [])
-            if not allocation.is_auto_address(next(s for s in subs if s.id == f["subnet_id"]))
-        ]
-    if requested is not None:
-        wanted = _resolve(subs, row.network_id, requested, mac)
-        current = {
-            (f["subnet_id"], allocation.encode(s.cidr, f["ip_address"]))
-            for f in _fixed_ips(conn, [port_id]).get(port_id, [])
-            for s in subs
-            if s.id == f["subnet_id"]
-        }
-        keep = {(s.id, ip) for s, ip in wanted if ip is not None and (s.id, ip) in current}
-        allocation.release(conn, port_id, keep)
-        _allocate(conn, port_id, [(s, ip) for s, ip in wanted if (s.id, ip) not in keep])
-        if keep != current or len(wanted) != len(keep):
-            values["status"] = STATUS_DOWN  # until a DHCP server has the new entry
+    if requested is not None or "mac_address" in values:
+        _readdress(conn, row, requested, values)
     if "mac_address" in values:
         values["status"] = STATUS_DOWN
     values.update(updated_at=timestamp(), revision_number=row.revision_number + 1)
     conn.execute(sa.update(ports).where(ports.c.id == port_id).values(**values))
     return show(conn, port_id)
+
+
+def _readdress(
+    conn: Connection, row: Row, requested: list[dict[str, Any]] | None, values: dict[str, Any]
+) -> None:
+    """Give the port the requested fixed_ips, or (None) move its EUI-64 addresses to
+    its new MAC; its status goes DOWN when its addresses change."""
+    port_id, mac = row.id, values.get("mac_address", row.mac_address)
+    subs = _network_subnets(conn, row.network_id)
+    by_id = {s.id: s for s in subs}
+    held = _fixed_ips(conn, [port_id]).get(port_id, [])
+    if requested is None:
+        if not any(map(allocation.is_auto_address, subs)):
+            return
+        # A new MAC moves the port's EUI-64 addresses; its other addresses stay.
+        requested = [f for f in held if not allocation.is_auto_address(by_id[f["subnet_id"]])]
+    wanted = _resolve(subs, row.network_id, requested, mac)
+    current = {
+        (f["subnet_id"], allocation.encode(by_id[f["subnet_id"]].cidr, f["ip_address"]))
+        for f in held
+    }
+    keep = {(s.id, ip) for s, ip in wanted if ip is not None and (s.id, ip) in current}
+    allocation.release(conn, port_id, keep)
+    _allocate(conn, port_id, [(s, ip) for s, ip in wanted if (s.id, ip) not in keep])
+    if keep != current or len(wanted) != len(keep):
+        values["status"] = STATUS_DOWN  # until a DHCP server has the new entry
 
 
 def delete(conn: Connection, port_id: str) -> dict[str, Any]:

@@ -73,13 +73,19 @@ def uuid_str(value: str, field: str = "id") -> str:
         raise InvalidInput(f"Invalid input for {field}. Reason: '{value}' is not a UUID.") from None
 
 
-def ipv4_network(value: str) -> ipaddress.IPv4Network:
+def _network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """value as a CIDR without host bits, of either family."""
     try:
         net = ipaddress.ip_network(value, strict=True)
     except ValueError as exc:
         raise InvalidInput(
             f"Invalid input for cidr. Reason: '{value}' is not a valid CIDR ({exc})."
         ) from None
+    return net
+
+
+def ipv4_network(value: str) -> ipaddress.IPv4Network:
+    net = _network(value)
     if net.version != 4:
         raise InvalidInput("Invalid input for cidr. Reason: only IPv4 subnets are supported.")
     if net.prefixlen > 30:
@@ -92,12 +98,7 @@ def ipv4_network(value: str) -> ipaddress.IPv4Network:
 def ipv6_network(value: str) -> ipaddress.IPv6Network:
     """An IPv6 subnet: /64 to /126 (a /64 is what SLAAC needs; an address is stored as
     its offset in a /64 at most), not ::, multicast, loopback or link-local."""
-    try:
-        net = ipaddress.ip_network(value, strict=True)
-    except ValueError as exc:
-        raise InvalidInput(
-            f"Invalid input for cidr. Reason: '{value}' is not a valid CIDR ({exc})."
-        ) from None
+    net = _network(value)
     if net.version != 6:
         raise InvalidInput(f"Invalid input for cidr. Reason: {value} does not match ip_version 6.")
     if net.network_address == ipaddress.IPv6Address("::"):
@@ -129,19 +130,24 @@ def ip_network(value: str, version: int) -> ipaddress.IPv4Network | ipaddress.IP
     return ipv4_network(value)
 
 
-def ip_address(
-    value: str, version: int, field: str = "ip_address"
-) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    """An address of the given family; link-local and multicast ones are refused (no
-    port, gateway, DNS server or next hop of a subnet can be one)."""
-    if version == 4:
-        return ipv4_address(value, field)
+def _address(value: str, field: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     try:
         ip = ipaddress.ip_address(value)
     except ValueError:
         raise InvalidInput(
             f"Invalid input for {field}. Reason: '{value}' is not a valid IP address."
         ) from None
+    return ip
+
+
+def ip_address(
+    value: str, version: int | None, field: str = "ip_address"
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An address of the given family (None: of either); link-local and multicast
+    ones are refused (no port, gateway, DNS server or next hop of a subnet can be one)."""
+    ip = _address(value, field)
+    if (version or ip.version) == 4:
+        return _only_ipv4(ip, value, field)
     if ip.version != 6:
         raise InvalidInput(f"Invalid input for {field}. Reason: {value} is not an IPv6 address.")
     if ip.is_link_local or ip.is_multicast or ip.is_unspecified:
@@ -153,12 +159,12 @@ def ip_address(
 
 
 def ipv4_address(value: str, field: str = "ip_address") -> ipaddress.IPv4Address:
-    try:
-        ip = ipaddress.ip_address(value)
-    except ValueError:
-        raise InvalidInput(
-            f"Invalid input for {field}. Reason: '{value}' is not a valid IP address."
-        ) from None
-    if ip.version != 4:
+    return _only_ipv4(_address(value, field), value, field)
+
+
+def _only_ipv4(
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address, value: str, field: str
+) -> ipaddress.IPv4Address:
+    if not isinstance(ip, ipaddress.IPv4Address):
         raise InvalidInput(f"Invalid input for {field}. Reason: only IPv4 is supported.")
     return ip
