@@ -29,6 +29,22 @@ def pg_url() -> Iterator[str]:
         yield url
 
 
+def statements_run(store: Store, action: Callable[[], object]) -> int:
+    """How many SQL statements action runs through the store's engine."""
+    count = 0
+
+    def _count(*_args: object) -> None:
+        nonlocal count
+        count += 1
+
+    sa.event.listen(store.db.engine, "before_cursor_execute", _count)
+    try:
+        action()
+    finally:
+        sa.event.remove(store.db.engine, "before_cursor_execute", _count)
+    return count
+
+
 def make_store(url: str) -> Store:
     db = Database(url)
     migrate.upgrade(db)

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from ipam import exceptions
 from ipam.db.schema import freed_ips, ip_allocations, subnets
 from ipam.store import Store
+from tests.conftest import statements_run
 
 
 def _net(store: Store, cidr: str = "10.1.0.0/29", **subnet) -> tuple[str, str]:
@@ -136,18 +137,7 @@ def test_one_allocation_costs_the_same_statements_in_an_empty_and_a_full_16(stor
     _fill(store, full, net2, 0.9)
 
     def statements(net_id: str) -> int:
-        count = 0
-
-        def _count(*_args: object) -> None:
-            nonlocal count
-            count += 1
-
-        sa.event.listen(store.db.engine, "before_cursor_execute", _count)
-        try:
-            store.create_port({"network_id": net_id})
-        finally:
-            sa.event.remove(store.db.engine, "before_cursor_execute", _count)
-        return count
+        return statements_run(store, lambda: store.create_port({"network_id": net_id}))
 
     store.create_port({"network_id": net})  # warm caches on both
     store.create_port({"network_id": net2})

@@ -10,12 +10,12 @@ import ipaddress
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from ipam.dhcp.notifier import port_state
 from ipam.exceptions import InvalidInput, IpAddressAlreadyAllocated
 from ipam.store import Store, allocation
+from tests.conftest import statements_run
 
 MAC = "fa:16:3e:11:22:33"
 EUI64 = "2001:db8:1:0:f816:3eff:fe11:2233"  # of MAC in 2001:db8:1::/64
@@ -78,18 +78,7 @@ def test_an_allocation_in_a_64_runs_the_statements_of_one_in_a_120(store: Store)
     v6(store, nets[1], "2001:db8:b::/120")
 
     def statements(net_id: str) -> int:
-        count = 0
-
-        def _count(*_args: object) -> None:
-            nonlocal count
-            count += 1
-
-        sa.event.listen(store.db.engine, "before_cursor_execute", _count)
-        try:
-            store.create_port({"network_id": net_id})
-        finally:
-            sa.event.remove(store.db.engine, "before_cursor_execute", _count)
-        return count
+        return statements_run(store, lambda: store.create_port({"network_id": net_id}))
 
     for net_id in nets:
         store.create_port({"network_id": net_id})  # warm the caches
