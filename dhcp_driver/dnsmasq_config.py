@@ -4,12 +4,22 @@ engine's state (ipam.bus.contracts). Only ids and validated addresses reach them
 from __future__ import annotations
 
 import ipaddress
+import logging
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
 
-from ipam.bus.contracts import LEASE_TIME_INFINITE, NetworkState, PortState, SubnetState
+from ipam.bus.contracts import (
+    LEASE_TIME_INFINITE,
+    MAX_PORTS,
+    NetworkState,
+    PortState,
+    SubnetState,
+)
+
+LOG = logging.getLogger(__name__)
 
 _ENV = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
@@ -47,8 +57,80 @@ class Paths:
         return self.base / "dnsmasq.log"
 
 
-def dhcp_subnet_ids(state: NetworkState) -> set[str]:
-    return {s.id for s in state.subnets if s.enable_dhcp}
+#: What dnsmasq does for a DHCP-enabled subnet (see ``services``).
+DHCP4, DHCP6, INFO6, NONE = "dhcp4", "dhcp6", "info6", "none"
+
+
+def service(subnet: SubnetState) -> str:
+    """DHCP4 (IPv4), DHCP6 (addresses by DHCPv6: Neutron's stateful mode, and what a
+    subnet without modes gets), INFO6 (dhcpv6-stateless: options only; the address is
+    the client's SLAAC one) or NONE (slaac: nothing by DHCPv6)."""
+    if subnet.ip_version == 4:
+        return DHCP4
+    return {"slaac": NONE, "dhcpv6-stateless": INFO6}.get(subnet.ipv6_address_mode or "", DHCP6)
+
+
+def services(state: NetworkState) -> dict[str, str]:
+    """subnet id -> service, for the network's DHCP-enabled subnets."""
+    return {s.id: service(s) for s in state.subnets if s.enable_dhcp}
+
+
+#: dnsmasq refuses a DHCPv6 range shorter than /64, and advertises /64 prefixes only.
+MIN_DHCP6_PREFIX = RA_PREFIX = 64
+#: Seconds between unsolicited router advertisements (RFC 4861's default upper bound
+#: is 600; clients ask by router solicitation when their link comes up).
+RA_INTERVAL = 60
+#: Enterprise number of the DUID-EN every server of a network shares (RFC 5612's
+#: number for documentation: the DUID only has to be the same on every server).
+DUID_ENTERPRISE = 32473
+
+
+def server_duid(network_id: str) -> str:
+    """dnsmasq's ``dhcp-duid`` for a network: the same on every host that serves it,
+    so a client's RENEW, which names its server, is answered after a failover."""
+    return f"{DUID_ENTERPRISE},{uuid.UUID(network_id).bytes.hex(':')}"
+
+
+def dhcp6_range(subnet: SubnetState, network_id: str = "") -> tuple[str, bool] | None:
+    """(dnsmasq's dhcp-range mode, whether it needs ``enable-ra``), or None for no range.
+
+    Without ``ipv6_ra_mode`` nothing is advertised (the physical network's router does
+    it, as with Neutron). ``ra-only`` and ``ra-stateless`` advertise the prefix as
+    autonomous (A; O too for stateless); ``static,slaac`` adds A to a DHCPv6 range;
+    a plain ``static`` range is advertised (M and O) only with ``enable-ra``, which
+    then applies to every static range of the dnsmasq. dnsmasq refuses to start with
+    a range shorter than /64, or an advertised one other than /64: such a subnet is
+    left out (logged), or served without advertisements.
+    """
+    kind, ra = service(subnet), subnet.ipv6_ra_mode
+    prefixlen = ipaddress.IPv6Network(subnet.cidr).prefixlen
+    if kind == NONE and not ra:
+        return None
+    if prefixlen < MIN_DHCP6_PREFIX or (prefixlen != RA_PREFIX and kind != DHCP6):
+        LOG.warning(
+            "Network %s: subnet %s is /%d: dnsmasq serves no such IPv6 prefix",
+            network_id,
+            subnet.id,
+            prefixlen,
+        )
+        return None
+    if ra and prefixlen != RA_PREFIX:
+        LOG.warning(
+            "Network %s: subnet %s is /%d: dnsmasq advertises /%d prefixes only; "
+            "serving DHCPv6 without router advertisements",
+            network_id,
+            subnet.id,
+            prefixlen,
+            RA_PREFIX,
+        )
+        ra = None
+    if kind == NONE:
+        return "ra-only", False
+    if kind == INFO6 and ra:
+        return "ra-stateless", False
+    if ra in ("slaac", "dhcpv6-stateless"):
+        return "static,slaac", False
+    return "static", ra == "dhcpv6-stateful"
 
 
 _DEFAULT_ROUTE = ipaddress.IPv4Network("0.0.0.0/0")
@@ -96,11 +178,34 @@ def routes_and_gateway(subnet: SubnetState) -> tuple[list[str], str | None]:
     return routes, gateway
 
 
+def _bracketed(address: str) -> str:
+    return f"[{ipaddress.IPv6Address(address)}]"
+
+
 def render(state: NetworkState, paths: Paths, interface: str, lease_time: int) -> str:
     """dnsmasq.conf for this network; lease_time is the agent's default, used when
     the network sets none."""
-    subnets, lease_max = [], 0
-    for i, s in enumerate(sorted((s for s in state.subnets if s.enable_dhcp), key=lambda s: s.id)):
+    subnets, subnets6, lease_max, enable_ra = [], [], 0, False
+    dhcp = sorted((s for s in state.subnets if s.enable_dhcp), key=lambda s: s.id)
+    for i, s in enumerate(dhcp):
+        if s.ip_version == 6:
+            net6 = ipaddress.IPv6Network(s.cidr)
+            mode = dhcp6_range(s, state.network.id)
+            if mode is None:
+                continue
+            enable_ra |= mode[1]
+            lease_max += min(net6.num_addresses, MAX_PORTS)
+            subnets6.append(
+                {
+                    "tag": f"s{i}",
+                    "network": str(net6.network_address),
+                    "prefixlen": net6.prefixlen,
+                    "mode": mode[0],
+                    "ra": "ra-" in mode[0] or "slaac" in mode[0] or mode[1],
+                    "dns": [_bracketed(d) for d in s.dns_nameservers],
+                }
+            )
+            continue
         net = ipaddress.IPv4Network(s.cidr)
         lease_max += net.num_addresses
         routes, gateway = routes_and_gateway(s)
@@ -125,19 +230,39 @@ def render(state: NetworkState, paths: Paths, interface: str, lease_time: int) -
         pidfile=paths.pid,
         logfile=paths.log,
         subnets=subnets,
+        subnets6=subnets6,
+        enable_ra=enable_ra,
+        advertises=any(s["ra"] for s in subnets6),
+        ra_interval=RA_INTERVAL,
+        duid=server_duid(state.network.id),
         lease_time=lease_time_text(lease),
         rebind_time=rebind_time(lease),
         mtu=state.network.mtu,
-        own_ips=sorted(str(ipaddress.IPv4Address(f.ip_address)) for f in own),
+        own_ips=sorted(
+            str(ipaddress.IPv4Address(f.ip_address)) for f in own if ":" not in f.ip_address
+        ),
     )
 
 
-def host_entry(port: PortState, dhcp_subnets: set[str]) -> str:
-    """A port's hostsdir file: one ``MAC,IP`` line per address on a DHCP subnet."""
-    lines = [
-        f"{port.mac_address},{f.ip_address}" for f in port.fixed_ips if f.subnet_id in dhcp_subnets
-    ]
-    return "".join(line + "\n" for line in lines)
+def host_entry(port: PortState, kinds: dict[str, str]) -> str:
+    """A port's hostsdir file: a ``MAC,IP`` line per IPv4 address on a DHCP subnet and
+    a ``MAC,[IP]`` line per DHCPv6 address (never both on one line: dnsmasq rejects a
+    whole line whose IPv4 address is taken, and its IPv6 address with it).
+
+    DHCPv6 knows a client only by a line with an IPv6 address or with none: a port
+    whose DHCPv6 service is options only (stateless) gets an address-less line, and
+    first, as the last line of a MAC wins for DHCPv4 (docs/ipv6-dataplane.md).
+    """
+    lines4, lines6, info6 = [], [], False
+    for f in port.fixed_ips:
+        kind = kinds.get(f.subnet_id)
+        if kind == DHCP4:
+            lines4.append(f"{port.mac_address},{ipaddress.IPv4Address(f.ip_address)}")
+        elif kind == DHCP6:
+            lines6.append(f"{port.mac_address},{_bracketed(f.ip_address)}")
+        info6 |= kind == INFO6
+    known = [f"{port.mac_address},{TOMBSTONE}"] if info6 and not lines6 else []
+    return "".join(line + "\n" for line in known + lines4 + lines6)
 
 
 #: What a deleted port's file says instead of its address: a lease time only. (A
@@ -161,6 +286,11 @@ def holds_address(value: str) -> bool:
     """Whether a record's value is an address, not a tombstone (this one, or the
     ``ignore`` written by earlier versions, still found in an adopted hostsdir)."""
     return value not in (TOMBSTONE, "ignore")
+
+
+def ipv6_of(value: str) -> str | None:
+    """The IPv6 address of a record's value (``[2001:db8::5]``), else None."""
+    return value[1:-1] if value.startswith("[") and value.endswith("]") else None
 
 
 def parse_entry(content: str) -> list[tuple[str, str]]:

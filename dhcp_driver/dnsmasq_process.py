@@ -7,6 +7,8 @@ against our configuration path) instead of interrupting DHCP.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import logging
 import os
 import signal
@@ -37,6 +39,7 @@ class DnsmasqProcess:
         self._child: subprocess.Popen | None = None
         self.failures = 0
         self.next_start = 0.0
+        self._releasing: list[tuple[str, subprocess.Popen]] = []
 
     def _ours(self, proc: psutil.Process) -> bool:
         try:
@@ -128,6 +131,7 @@ class DnsmasqProcess:
         return self.signal(signal.SIGHUP)
 
     def stop(self, timeout: float = 5.0) -> None:
+        self.reap(wait=1.5)
         if not self.alive():
             self.pid = None
             return
@@ -165,9 +169,82 @@ class DnsmasqProcess:
                 result.stderr.strip(),
             )
 
+    def release6(self, interface: str, ip: str) -> None:
+        """Drop the DHCPv6 lease of a deleted port's address (dnsmasq-utils'
+        dhcp_release6, in the namespace), if there is one.
+
+        A tombstone does not take an IPv6 address back (DESIGN.md, dnsmasq facts):
+        dnsmasq must be told the lease is released. dhcp_release6 waits a second
+        for the answer it asks for, so it runs in the background; the client keeps
+        the address until its own lease runs out (DHCPv6 has no NAK).
+        """
+        self.reap()
+        server, leases = read_leases6(self.paths.leases)
+        lease = leases.get(str(ipaddress.IPv6Address(ip)))
+        if server is None or lease is None:
+            return
+        iaid, client = lease
+        argv = [
+            *_in_netns(self.namespace),
+            "dhcp_release6",
+            "--iface",
+            interface,
+            "--ip",
+            ip,
+            "--server-id",
+            server,
+            "--client-id",
+            client,
+            "--iaid",
+            iaid,
+        ]
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        self._releasing.append((ip, proc))
+
+    def reap(self, wait: float = 0.0) -> None:
+        """Collect finished dhcp_release6 runs (all of them, waiting up to ``wait``)."""
+        deadline = time.monotonic() + wait
+        for ip, proc in list(self._releasing):
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                if wait:
+                    proc.kill()
+                    proc.wait()
+                else:
+                    continue
+            self._releasing.remove((ip, proc))
+            err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
+            if proc.stderr:
+                proc.stderr.close()
+            if proc.returncode != 0:
+                LOG.warning("dhcp_release6 %s on network %s failed: %s", ip, self.network_id, err)
+
     def backoff(self) -> float:
         """Seconds to wait before the next respawn: 0, then doubling from 0.1 up to 5."""
         delay = 0.0 if self.failures == 0 else min(5.0, 0.1 * 2 ** (self.failures - 1))
         self.failures += 1
         self.next_start = time.monotonic() + delay
         return delay
+
+
+def read_leases6(path: os.PathLike | str) -> tuple[str | None, dict[str, tuple[str, str]]]:
+    """dnsmasq's lease file: its server DUID and, per leased IPv6 address, the lease's
+    (IAID, client DUID). IPv6 leases follow a ``duid SERVER`` line, each as
+    ``EXPIRY IAID ADDRESS HOSTNAME CLIENT-DUID`` (``T`` before the IAID: a temporary
+    address, which we never hand out)."""
+    server, out = None, {}
+    try:
+        with open(path) as f:
+            for line in f:
+                fields = line.split()
+                if fields[:1] == ["duid"] and len(fields) == 2:
+                    server = fields[1]
+                elif server is not None and len(fields) == 5 and fields[1].isdigit():
+                    with contextlib.suppress(ValueError):
+                        out[str(ipaddress.IPv6Address(fields[2]))] = (fields[1], fields[4])
+    except FileNotFoundError:
+        pass
+    return server, out

@@ -47,6 +47,7 @@ from pyroute2 import IPRoute, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
 from dhcp_driver.mapping import is_canonical_uuid, is_vdsm_name, read_mapping
+from dhcp_driver.netns import entered as _entered
 from dhcp_driver.netns import iproute_in as _iproute
 from dhcp_driver.netns import netns_fd as _netns_fd
 from ipam.bus.contracts import is_mac
@@ -78,6 +79,12 @@ class InterfaceError(Exception):
 
 
 # -- argument checks ---------------------------------------------------------------
+
+
+#: IPv6 on the DHCP interface: no duplicate address detection (its addresses, the
+#: link-local one included, are usable at once), and no router advertisements taken
+#: from the network (a DHCP namespace needs no address or route of its own from them).
+IPV6_SETTINGS = {"accept_dad": "0", "accept_ra": "0", "autoconf": "0"}
 
 
 def _check_network_id(network_id: object) -> str:
@@ -251,6 +258,23 @@ class OvirtInterfaceDriver:
             return  # created concurrently
         LOG.info("Created namespace %s for network %s", namespace, network_id)
 
+    @staticmethod
+    def _ipv6_settings(namespace: str, devices: Iterable[str]) -> None:
+        """IPV6_SETTINGS on devices of the namespace ("default": for devices to come).
+
+        The DHCP interface's link-local address must be usable at once: dnsmasq sends
+        its router advertisements from it, and falls back to a global source address,
+        which clients drop (RFC 4861), while it is tentative.
+        """
+        with _entered(namespace):
+            for dev in devices:
+                for key, value in IPV6_SETTINGS.items():
+                    try:
+                        with open(f"/proc/sys/net/ipv6/conf/{dev}/{key}", "w") as f:
+                            f.write(value)
+                    except FileNotFoundError:
+                        return  # IPv6 disabled in this kernel: nothing to set
+
     def plug_new(self, network_id: str, mac_address: str, bridge: str, mtu: int) -> None:
         """Create (or repair) the network's namespace and veth pair.
 
@@ -272,10 +296,12 @@ class OvirtInterfaceDriver:
                     f"network {network_id}: no bridge {bridge!r} in this network namespace"
                 )
             self._ensure_namespace(namespace, network_id)
+            self._ipv6_settings(namespace, ["default"])
             with _iproute(namespace) as nsr, _netns_fd(namespace) as nsfd:
                 host, peer = self._ensure_pair(
                     ipr, nsr, nsfd, network_id, host_dev, ns_dev, mac, mtu
                 )
+                self._ipv6_settings(namespace, [ns_dev])
                 self._configure_ns_end(nsr, peer, network_id, mac, mtu)
                 self._configure_host_end(ipr, host, network_id, br, mtu)
 

@@ -17,6 +17,7 @@ drops the tombstones and then reloads (SIGHUP), once, however many ports need it
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import os
 import signal
@@ -69,7 +70,7 @@ class ServedNetwork:
         self.process = DnsmasqProcess(network_id, self.paths, namespace, dnsmasq_binary)
         self.log = LogFollower(str(self.paths.log))
         self.state: NetworkState | None = None
-        self.dhcp_subnets: set[str] = set()
+        self.kinds: dict[str, str] = {}  # DHCP-enabled subnet id -> cfgmod service
         self.files: dict[str, str] = self._read_hostsdir()  # what is on disk, by port id
         self.stale: dict[str, str] = {}  # ip -> mac of loaded records no longer current
         self.ports: dict[str, PortState] = {}  # desired: the network's (non-DHCP) ports
@@ -86,6 +87,9 @@ class ServedNetwork:
         return out
 
     def _is_tombstone(self, port_id: str) -> bool:
+        """A deleted port's file (a live port's may look the same: see host_entry)."""
+        if port_id in self.ports:
+            return False
         records = cfgmod.parse_entry(self.files.get(port_id, ""))
         return bool(records) and not any(cfgmod.holds_address(v) for _, v in records)
 
@@ -98,7 +102,7 @@ class ServedNetwork:
         """
         first = self.state is None
         self.state = state
-        self.dhcp_subnets = cfgmod.dhcp_subnet_ids(state)
+        self.kinds = cfgmod.services(state)
         conf = cfgmod.render(state, self.paths, self.interface, self.lease_time)
         self.ports = {p.id: p for p in state.ports if p.device_owner != DHCP_OWNER}
         for port_id in self.ports:
@@ -110,7 +114,7 @@ class ServedNetwork:
             if self.process.alive():
                 LOG.info("Network %s: configuration changed; restarting dnsmasq", self.network_id)
                 self.process.stop()
-        writes = {p.id: cfgmod.host_entry(p, self.dhcp_subnets) for p in self.ports.values()}
+        writes = {p.id: cfgmod.host_entry(p, self.kinds) for p in self.ports.values()}
         writes = {
             k: v for k, v in writes.items() if self.files.get(k) != v or self.confirmed.get(k) != v
         }
@@ -160,7 +164,7 @@ class ServedNetwork:
                 )
                 continue
             self.ports[port.id] = port
-            content = cfgmod.host_entry(port, self.dhcp_subnets)
+            content = cfgmod.host_entry(port, self.kinds)
             if self.files.get(port.id) == content and self.confirmed.get(port.id) == content:
                 writes.pop(port.id, None)
                 held.append(AckedPort(id=port.id, revision_number=port.revision_number))
@@ -215,8 +219,12 @@ class ServedNetwork:
             _write_atomic(self.paths.hostsdir / port_id, content)
             self.files[port_id] = content
             self.confirmed.pop(port_id, None)
-        for ip, mac in releases:
-            self.process.release(self.interface, ip, mac)
+        for value, mac in releases:
+            ipv6 = cfgmod.ipv6_of(value)
+            if ipv6 is None:
+                self.process.release(self.interface, value, mac)
+            else:
+                self.process.release6(self.interface, ipv6)
         if gone:
             LOG.info("Network %s: %d port(s) tombstoned and released", self.network_id, len(gone))
         pending = {k for k in writes if k not in gone}
@@ -238,10 +246,14 @@ class ServedNetwork:
         return self._acks(verdict)
 
     def _note_change(self, port_id: str, content: str) -> bool:
-        """Track records that stay loaded after this change; True if a reload is needed."""
+        """Track records that stay loaded after this change; True if a reload is needed.
+
+        IPv4 records only: dnsmasq checks no IPv6 address for duplicates, and the
+        tombstone of a MAC shadows its IPv6 records as it does its IPv4 ones.
+        """
         new = cfgmod.parse_entry(content)
         for mac, ip in cfgmod.parse_entry(self.files.get(port_id, "")):
-            if cfgmod.holds_address(ip) and (mac, ip) not in new:
+            if cfgmod.holds_address(ip) and cfgmod.ipv6_of(ip) is None and (mac, ip) not in new:
                 self.stale[ip] = mac
         need = False
         for mac, ip in new:
@@ -284,13 +296,27 @@ class ServedNetwork:
         return self._acks(self._confirm({*self.files, SENTINEL}, start=True))
 
     def _prune_leases(self) -> None:
-        """Leases of MACs that no longer have a port would hold their IPs."""
+        """Leases of MACs (IPv4) and addresses (IPv6) that no longer have a port would
+        hold them. IPv6 leases, keyed by DUID, follow the ``duid`` line."""
         try:
             lines = self.paths.leases.read_text().splitlines()
         except FileNotFoundError:
             return
         macs = {p.mac_address for p in self.ports.values()}
-        kept = [line for line in lines if len(line.split()) > 2 and line.split()[1] in macs]
+        addresses6 = {
+            str(ipaddress.IPv6Address(f.ip_address))
+            for p in self.ports.values()
+            for f in p.fixed_ips
+            if self.kinds.get(f.subnet_id) == cfgmod.DHCP6
+        }
+        kept, ipv6 = [], False
+        for line in lines:
+            fields = line.split()
+            if fields[:1] == ["duid"]:
+                ipv6 = True
+                kept.append(line)
+            elif len(fields) > 2 and fields[2 if ipv6 else 1] in (addresses6 if ipv6 else macs):
+                kept.append(line)
         if len(kept) != len(lines):
             _write_atomic(self.paths.leases, "".join(line + "\n" for line in kept))
 
@@ -360,6 +386,7 @@ class ServedNetwork:
         """Respawn a dead dnsmasq (with backoff); returns its acks when it restarted."""
         if self.state is None or self.process.alive():
             if self.process.alive():
+                self.process.reap()
                 self.process.failures = 0
                 self._rotate_log()
             return None

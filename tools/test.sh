@@ -6,7 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . tools/_setup.sh
-apt_install "${LAB_PACKAGES[@]}" postgresql rabbitmq-server
+apt_install "${LAB_PACKAGES[@]}" postgresql rabbitmq-server build-essential bzip2 curl
+# busybox's DHCPv6 client (Debian's busybox has none), into build/ (not tracked).
+bash tools/build_udhcpc6.sh build/bin/udhcpc6
 
 echo "== starting PostgreSQL and RabbitMQ where stopped"
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then

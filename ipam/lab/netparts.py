@@ -12,8 +12,10 @@ random; traffic stays on the bridge and in the namespaces.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import secrets
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -27,6 +29,9 @@ from ipam.lab.harness import stop_process
 from ipam.polling import wait_for
 
 NETNS_DIR = "/run/netns"
+#: rtnetlink's protocol of routes the kernel learnt from router advertisements.
+RTPROT_RA = 9
+MAIN_TABLE = 254
 
 
 def rand(n: int = 6) -> str:
@@ -239,6 +244,127 @@ class Vm:
                 lambda: out.exists() or proc.poll() is not None,
                 timeout,
                 "dhclient lease",
+                interval=0.02,
+            )
+        except TimeoutError:
+            pass
+        finally:
+            stop_process(proc, 5)
+        try:
+            return _env(out)
+        finally:
+            for path in files:
+                path.unlink(missing_ok=True)
+
+    def sysctl(self, **settings: str | int) -> None:
+        """net.ipv6.conf settings of eth0 and ``all`` in the VM (``accept_dad=0``...)."""
+        argv = ["sysctl", "-qw"]
+        for key, value in settings.items():
+            argv += [f"net.ipv6.conf.{dev}.{key}={value}" for dev in ("all", "eth0")]
+        subprocess.run(in_netns(self.ns, argv), check=True, timeout=10)
+
+    def ipv6_up(self, accept_ra: bool = False) -> None:
+        """Bring eth0 up for IPv6 without duplicate address detection, so its link-local
+        address is usable at once (ISC dhclient -6 exits while it is tentative), and
+        with the kernel's SLAAC (EUI-64) from router advertisements when accept_ra."""
+        self.sysctl(accept_dad=0, accept_ra=int(accept_ra), autoconf=int(accept_ra))
+        self.set_mac(self.mac)
+
+    def addresses6(self) -> set[str]:
+        """eth0's global IPv6 addresses (without prefix length)."""
+        with iproute_in(self.ns) as ns:
+            idx = ns.link_lookup(ifname="eth0")[0]
+            return {
+                m.get("IFA_ADDRESS")
+                for m in ns.addr("dump", family=socket.AF_INET6, index=idx)
+                if m["index"] == idx and m["scope"] == 0
+            }
+
+    def ra_routes(self) -> set[str]:
+        """eth0's IPv6 routes learnt from router advertisements: on-link prefixes (which
+        expire) and "default" (proto ra). The proof an advertisement arrived."""
+        out = set()
+        with iproute_in(self.ns) as ns:
+            for r in ns.route("dump", family=socket.AF_INET6, table=MAIN_TABLE):
+                expires = (r.get("RTA_CACHEINFO") or {}).get("rta_expires", 0)
+                if r["proto"] == RTPROT_RA or expires:
+                    dst = r.get("RTA_DST")
+                    out.add(f"{dst}/{r['dst_len']}" if dst else "default")
+        return out
+
+    def ipv6_mtu(self) -> int:
+        """eth0's IPv6 MTU (what a router advertisement's MTU option sets)."""
+        argv = ["cat", "/proc/sys/net/ipv6/conf/eth0/mtu"]
+        return int(subprocess.run(in_netns(self.ns, argv), capture_output=True, check=True).stdout)
+
+    def add_address6(self, address: str) -> None:
+        """Put a leased IPv6 address on eth0 (/128: the prefix comes from advertisements)."""
+        with iproute_in(self.ns) as ns:
+            idx = ns.link_lookup(ifname="eth0")[0]
+            ns.addr("replace", index=idx, address=address, prefixlen=128, family=socket.AF_INET6)
+
+    def udhcpc6(
+        self, workdir: Path, binary: str, stateless: bool = False, tries: int = 1, timeout: int = 2
+    ) -> dict[str, str] | None:
+        """busybox udhcpc6 (``-l``: an information-request only): SOLICIT ``tries``
+        times, ``timeout`` s apart; what it got (``ipv6``, ``dns``: canonical) or None.
+        Call ipv6_up first."""
+        out, script = workdir / f"udhcpc6-{rand()}.env", workdir / f"udhcpc6-{rand()}.sh"
+        script.write_text(
+            '#!/bin/sh\n[ "$1" = bound ] || [ "$1" = renew ] || exit 0\n'
+            f"{{ echo ipv6=$ipv6; echo dns=$dns; echo lease=$lease; }} > {out}\n"
+        )
+        script.chmod(0o755)
+        argv = [binary, "-f", "-q", "-n", "-t", str(tries), "-T", str(timeout), "-i", "eth0"]
+        argv += ["-s", str(script), *(["-l"] if stateless else [])]
+        proc = self._run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # A server's "no addresses available" makes udhcpc6 solicit again and again,
+        # whatever -t says: it is given its tries' time, and a second.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(tries * timeout + 1)
+        stop_process(proc, 5)
+        try:
+            env = _env(out)
+        finally:
+            script.unlink(missing_ok=True)
+            out.unlink(missing_ok=True)
+        if env is not None:  # udhcpc6 writes addresses in full: 2001:0db8:0000:...
+            for key in ("ipv6", "dns"):
+                env[key] = " ".join(str(ipaddress.IPv6Address(a)) for a in env[key].split())
+        return env
+
+    def dhclient6(
+        self, workdir: Path, stateless: bool = False, timeout: float = 10, configure: bool = False
+    ) -> dict[str, str] | None:
+        """ISC ``dhclient -6`` (``-S``: stateless, options only) in the foreground: what
+        it got (``ip6``, ``prefixlen``, ``dns``, ``reason``), or None after timeout.
+
+        Call ipv6_up first. ``configure``: put the leased address on eth0 (/128, as
+        a client must: the prefix length comes from router advertisements).
+        """
+        tag = rand()
+        out, script = workdir / f"dhclient6-{tag}.env", workdir / f"dhclient6-{tag}.sh"
+        conf = workdir / f"dhclient6-{tag}.conf"
+        conf.write_text("request dhcp6.name-servers;\n")
+        setup = 'ip -6 addr replace "$new_ip6_address/128" dev "$interface"\n' if configure else ""
+        script.write_text(
+            '#!/bin/sh\ncase "$reason" in BOUND6|RENEW6|REBIND6|REBOOT6|INFORM6)\n'
+            f'[ -z "$new_ip6_address" ] || {{ {setup.strip() or ":"}; }}\n'
+            f"echo reason=$reason > {out}.tmp; echo ip6=$new_ip6_address >> {out}.tmp\n"
+            f"echo prefixlen=$new_ip6_prefixlen >> {out}.tmp\n"
+            f"echo dns=$new_dhcp6_name_servers >> {out}.tmp; mv {out}.tmp {out};;\nesac\n"
+        )
+        script.chmod(0o755)
+        files = [out, script, conf, *(workdir / f"dhclient6-{tag}.{x}" for x in ("leases", "pid"))]
+        argv = ["dhclient", "-6", "-d", "-cf", str(conf), "-sf", str(script)]
+        argv += ["-lf", str(workdir / f"dhclient6-{tag}.leases")]
+        argv += ["-pf", str(workdir / f"dhclient6-{tag}.pid"), *(["-S"] if stateless else [])]
+        proc = self._run([*argv, "eth0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for(
+                lambda: out.exists() or proc.poll() is not None,
+                timeout,
+                "dhclient -6 lease",
                 interval=0.02,
             )
         except TimeoutError:
