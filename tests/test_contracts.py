@@ -7,6 +7,7 @@ import json
 import uuid
 
 import pytest
+from pydantic import ValidationError
 
 from ipam.bus import contracts as C
 
@@ -179,7 +180,15 @@ def with_port(**over: object) -> dict:
         ),
         (
             with_port(fixed_ips=[{"subnet_id": SUB, "ip_address": "192.0.2.300"}]),
-            "invalid port.update body: port.fixed_ips.0.ip_address: .*not an IPv4 address",
+            "invalid port.update body: port.fixed_ips.0.ip_address: .*not an IP address",
+        ),
+        (
+            with_port(fixed_ips=[{"subnet_id": SUB, "ip_address": "2001:DB8::5"}]),
+            "invalid port.update body: port.fixed_ips.0.ip_address: .*not an IP address in canon",
+        ),
+        (
+            with_port(fixed_ips=[{"subnet_id": SUB, "ip_address": "2001:db8::5]\nx"}]),
+            "invalid port.update body: port.fixed_ips.0.ip_address: .*not an IP address",
         ),
         (with_port(revision_number="3"), "port.revision_number: Input should be a valid integer"),
         (with_port(admin_state_up=1), "port.admin_state_up: Input should be a valid boolean"),
@@ -310,3 +319,65 @@ def test_default_lease_time_is_left_off_the_wire() -> None:
     assert C.decode(C.encode(env))[1].networks[0].network == unset
     infinite = C.NetworkInfo(**info, revision_number=2, dhcp_lease_time=-1)
     assert infinite.model_dump(mode="json")["dhcp_lease_time"] == -1
+
+
+def _subnet(**changes: object) -> dict:
+    body = {
+        "id": SUB,
+        "cidr": "2001:db8::/64",
+        "gateway_ip": "2001:db8::1",
+        "enable_dhcp": True,
+        "dns_nameservers": ["2001:db8::53"],
+        "host_routes": [],
+        "revision_number": 1,
+        "ip_version": 6,
+        "ipv6_address_mode": "dhcpv6-stateless",
+        "ipv6_ra_mode": "dhcpv6-stateless",
+    }
+    return {**body, **changes}
+
+
+def test_an_ipv6_subnet_travels_with_its_modes_and_an_ipv4_one_as_before() -> None:
+    six = C.SubnetState(**_subnet())
+    assert C.SubnetState.model_validate(six.model_dump()) == six
+    four = C.SubnetState(
+        **_subnet(
+            cidr="10.0.0.0/24",
+            gateway_ip=None,
+            dns_nameservers=[],
+            ip_version=4,
+            ipv6_address_mode=None,
+            ipv6_ra_mode=None,
+        )
+    )
+    # What an agent from before IPv6 (extra fields forbidden) takes unchanged.
+    assert set(four.model_dump()) == {
+        "id",
+        "cidr",
+        "gateway_ip",
+        "enable_dhcp",
+        "dns_nameservers",
+        "host_routes",
+        "revision_number",
+    }
+
+
+@pytest.mark.parametrize(
+    "changes, reason",
+    [
+        ({"cidr": "2001:db8::1/64"}, "not a CIDR"),
+        ({"cidr": "2001:DB8::/64"}, "canonical"),
+        ({"gateway_ip": "10.0.0.1"}, "more than one IP version"),
+        ({"dns_nameservers": ["10.0.0.53"]}, "more than one IP version"),
+        ({"ip_version": 4}, "more than one IP version"),
+        ({"ipv6_address_mode": "dhcpv6"}, "ipv6_address_mode"),
+        ({"ipv6_ra_mode": "slaac\nenable-ra"}, "ipv6_ra_mode"),
+        (
+            {"cidr": "10.0.0.0/24", "gateway_ip": None, "dns_nameservers": [], "ip_version": 4},
+            "IPv6 modes on an IPv4 subnet",
+        ),
+    ],
+)
+def test_a_subnet_of_mixed_families_or_unknown_modes_is_refused(changes: dict, reason: str) -> None:
+    with pytest.raises(ValidationError, match=reason):
+        C.SubnetState(**_subnet(**changes))

@@ -51,6 +51,39 @@ def test_agent_serves_creates_deletes_reuse_and_ip_change(world_factory) -> None
     assert "Traceback" not in w.agent.logs()
 
 
+def test_agent_serves_dhcpv6_on_the_engines_ipv6_subnet(world_factory) -> None:  # type: ignore[no-untyped-def]
+    """The Administration Portal's IPv6 subnet body (no modes: DHCPv6 stateful, as
+    Neutron) beside the IPv4 subnet: a port is ACTIVE once dnsmasq loaded both of its
+    addresses, its VM gets both at once, and a deleted port's MAC gets neither."""
+    w = world_factory()
+    body = {"name": "v6", "dns_nameservers": ["fd66::53"], "ip_version": 6, "gateway_ip": ""}
+    sub6 = w.post("subnets", {**body, "network_id": w.net_id, "cidr": "fd66::/64"})
+    port = w.port(mac_address="02:00:00:66:06:01")
+    addresses = {f["subnet_id"]: f["ip_address"] for f in port["fixed_ips"]}
+    assert set(addresses) == {w.subnet["id"], sub6["id"]}
+    w.serve()
+    w.agent.start()
+    w.wait_active(port)
+    vm = w.vm(port["mac_address"])
+    vm.ipv6_up()
+    lease6 = vm.dhclient6(w.tmp)
+    assert lease6 is not None and lease6["ip6"] == addresses[sub6["id"]]
+    assert lease6["dns"].split() == ["fd66::53"]
+    lease4 = vm.udhcpc(w.tmp, tries=1)
+    assert lease4 is not None and lease4["ip"] == addresses[w.subnet["id"]]
+
+    assert w.api.delete(f"/v2.0/ports/{port['id']}").status_code == 204
+    gone = w.vm(port["mac_address"])
+    gone.ipv6_up()
+    wait_for(
+        lambda: gone.udhcpc(w.tmp, tries=1, timeout=1) is None,
+        10,
+        "the deleted port's MAC refused",
+    )
+    assert gone.dhclient6(w.tmp, timeout=3) is None
+    assert "Traceback" not in w.agent.logs()
+
+
 def test_unmapped_network_or_missing_bridge_gets_no_dhcp(world_factory) -> None:  # type: ignore[no-untyped-def]
     w = world_factory()
     port = w.port()

@@ -2,7 +2,7 @@
 router-advertisement modes and the combinations Neutron accepts, EUI-64 addresses on
 SLAAC and DHCPv6-stateless subnets, pools on stateful ones (a /64 costs what a /120
 does), dual stack, availability without overflow, and Neutron's refusals. What the
-DHCP agents are told stays IPv4 (they do not serve DHCPv6 yet)."""
+data plane does with them: test_dhcpv6."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from ipam.dhcp.notifier import port_state
+from ipam.dhcp.notifier import port_state, subnet_state
 from ipam.exceptions import InvalidInput, IpAddressAlreadyAllocated
 from ipam.store import Store, allocation
 from tests.conftest import statements_run
@@ -163,9 +163,11 @@ def test_dual_stack_ports_get_one_address_of_each_family(store: Store, net: str)
     }
     only_v4 = store.update_port(only_v6["id"], {"fixed_ips": [{"subnet_id": v4["id"]}]})
     assert {f["subnet_id"] for f in only_v4["fixed_ips"]} == {v4["id"], slaac["id"]}
-    # The agents are told the IPv4 address only (they serve DHCP for IPv4).
+    # The agents are told every address, and each subnet with its modes.
     told = port_state(port)
-    assert [f.ip_address for f in told.fixed_ips] == ["10.6.0.2"]
+    assert {f.ip_address for f in told.fixed_ips} == {"10.6.0.2", "2001:db8::2", EUI64}
+    modes = {s.id: (s.ip_version, s.ipv6_address_mode) for s in map(subnet_state, [slaac, v4])}
+    assert modes == {slaac["id"]: (6, "slaac"), v4["id"]: (4, None)}
 
 
 def test_availability_counts_a_64_exactly(store: Store, net: str) -> None:

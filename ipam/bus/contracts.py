@@ -12,8 +12,11 @@ agent's ``reply_queue(host)``). Agents to the engine (on ENGINE_QUEUE):
 ``sync.request``, ``port.ack``, ``agent.heartbeat``, ``network.release``.
 
 Everything that may reach a queue name, a file name, an interface or a dnsmasq
-file is checked here: ids are canonical UUIDs, MACs lower-case colon form, IPs
-IPv4, host names ``validate_host``, VDSM names VDSM's rule.
+file is checked here: ids are canonical UUIDs, MACs lower-case colon form, IPs and
+CIDRs canonical IPv4 or IPv6, host names ``validate_host``, VDSM names VDSM's rule.
+
+IPv6 fields are left out of a message when they hold their defaults (an IPv4
+subnet's), so an agent from before IPv6 still takes every IPv4-only network.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from pydantic import (
     SerializerFunctionWrapHandler,
     ValidationError,
     model_serializer,
+    model_validator,
 )
 
 VERSION = 1
@@ -143,23 +147,23 @@ def _mac(value: str) -> str:
     return value
 
 
-def _ipv4(value: str) -> str:
+def _ip(value: str) -> str:
     try:
-        ip = ipaddress.IPv4Address(value)
+        ip = ipaddress.ip_address(value)
     except ValueError:
-        raise ValueError(f"{value!r} is not an IPv4 address") from None
+        raise ValueError(f"{value!r} is not an IP address") from None
     if str(ip) != value:
-        raise ValueError(f"{value!r} is not an IPv4 address in canonical form")
+        raise ValueError(f"{value!r} is not an IP address in canonical form")
     return value
 
 
 def _cidr(value: str) -> str:
     try:
-        net = ipaddress.IPv4Network(value, strict=True)
+        net = ipaddress.ip_network(value, strict=True)
     except ValueError:
-        raise ValueError(f"{value!r} is not an IPv4 CIDR") from None
+        raise ValueError(f"{value!r} is not a CIDR") from None
     if str(net) != value:
-        raise ValueError(f"{value!r} is not an IPv4 CIDR in canonical form")
+        raise ValueError(f"{value!r} is not a CIDR in canonical form")
     return value
 
 
@@ -212,7 +216,7 @@ def _finite(value: float) -> float:
 
 Uuid = Annotated[str, AfterValidator(_uuid)]
 Mac = Annotated[str, AfterValidator(_mac)]
-IPv4 = Annotated[str, AfterValidator(_ipv4)]
+IP = Annotated[str, AfterValidator(_ip)]
 Cidr = Annotated[str, AfterValidator(_cidr)]
 Host = Annotated[str, AfterValidator(_host)]
 QueueName = Annotated[str, AfterValidator(_queue)]
@@ -222,6 +226,7 @@ Timestamp = Annotated[float, AfterValidator(_finite)]
 Text = Annotated[str, Field(max_length=255)]
 Sender = Annotated[str, AfterValidator(_printable)]
 LeaseTime = Annotated[int | None, AfterValidator(_lease_time)]
+Ipv6Mode = Literal["slaac", "dhcpv6-stateful", "dhcpv6-stateless"]
 
 
 class _Model(BaseModel):
@@ -233,7 +238,7 @@ class _Model(BaseModel):
 
 class FixedIp(_Model):
     subnet_id: Uuid
-    ip_address: IPv4
+    ip_address: IP
 
 
 class PortState(_Model):
@@ -248,17 +253,44 @@ class PortState(_Model):
 
 class HostRoute(_Model):
     destination: Cidr
-    nexthop: IPv4
+    nexthop: IP
 
 
 class SubnetState(_Model):
     id: Uuid
     cidr: Cidr
-    gateway_ip: IPv4 | None
+    gateway_ip: IP | None
     enable_dhcp: bool
-    dns_nameservers: Annotated[list[IPv4], Field(max_length=MAX_DNS)]
+    dns_nameservers: Annotated[list[IP], Field(max_length=MAX_DNS)]
     host_routes: Annotated[list[HostRoute], Field(max_length=MAX_ROUTES)]
     revision_number: Revision
+    ip_version: Literal[4, 6] = 4
+    #: Neutron's modes (IPv6 only): None, "slaac", "dhcpv6-stateful", "dhcpv6-stateless".
+    ipv6_address_mode: Ipv6Mode | None = None
+    ipv6_ra_mode: Ipv6Mode | None = None
+
+    @model_validator(mode="after")
+    def _one_family(self) -> SubnetState:
+        """Every address of a subnet is of its CIDR's family, modes only on IPv6."""
+        version = ipaddress.ip_network(self.cidr).version
+        addresses = [self.gateway_ip, *self.dns_nameservers]
+        addresses += [a for r in self.host_routes for a in (r.destination, r.nexthop)]
+        if version != self.ip_version or any(
+            a is not None and ipaddress.ip_network(a).version != version for a in addresses
+        ):
+            raise ValueError(f"subnet {self.id}: addresses of more than one IP version")
+        if version == 4 and (self.ipv6_address_mode or self.ipv6_ra_mode):
+            raise ValueError(f"subnet {self.id}: IPv6 modes on an IPv4 subnet")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_ipv4_defaults(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """An IPv4 subnet's message is what it was before IPv6 (see the module's doc)."""
+        data = handler(self)
+        if isinstance(data, dict) and data.get("ip_version") == 4:
+            for key in ("ip_version", "ipv6_address_mode", "ipv6_ra_mode"):
+                data.pop(key, None)
+        return data
 
 
 class NetworkInfo(_Model):

@@ -39,7 +39,6 @@ from ipam.bus.messaging import Bus
 from ipam.dhcp.notifier import (
     SENDER,
     Notifier,
-    is_ipv4,
     network_info,
     port_state,
     subnet_state,
@@ -164,8 +163,7 @@ class BusServer:
         if state["network"]["vdsm_name"] is None:
             raise _NoBridge(net_id)
         device_id = dhcp_device_id(host)
-        served = [s for s in state["subnets"] if is_ipv4(s["cidr"])]  # see ipam.dhcp.notifier
-        dhcp_subnets = {s["id"] for s in served if s["enable_dhcp"]}
+        dhcp_subnets = {s["id"] for s in state["subnets"] if s["enable_dhcp"]}
         dhcp_port = next(
             (
                 p
@@ -178,7 +176,7 @@ class BusServer:
         )
         return NetworkState(
             network=network_info(state["network"]),
-            subnets=[subnet_state(s) for s in served],
+            subnets=[subnet_state(s) for s in state["subnets"]],
             ports=[port_state(p) for p in state["ports"]],
             dhcp_port=port_state(dhcp_port) if dhcp_port and dhcp_subnets else None,
         )

@@ -37,13 +37,6 @@ SENDER = "engine"
 
 
 # -- store views -> contract models -------------------------------------------------------
-# The agents serve DHCP for IPv4 (the contracts carry IPv4 only): IPv6 subnets and
-# addresses are managed here and shown by the API, and left out of what the agents
-# are told, so a dual-stack network's IPv4 service is exactly what it was.
-
-
-def is_ipv4(address_or_cidr: str) -> bool:
-    return ":" not in address_or_cidr
 
 
 def port_state(port: dict[str, Any]) -> PortState:
@@ -52,9 +45,7 @@ def port_state(port: dict[str, Any]) -> PortState:
         network_id=port["network_id"],
         mac_address=port["mac_address"],
         fixed_ips=[
-            FixedIp(subnet_id=f["subnet_id"], ip_address=f["ip_address"])
-            for f in port["fixed_ips"]
-            if is_ipv4(f["ip_address"])
+            FixedIp(subnet_id=f["subnet_id"], ip_address=f["ip_address"]) for f in port["fixed_ips"]
         ],
         revision_number=port["revision_number"],
         device_owner=port["device_owner"],
@@ -74,6 +65,9 @@ def subnet_state(subnet: dict[str, Any]) -> SubnetState:
             for r in subnet["host_routes"]
         ],
         revision_number=subnet["revision_number"],
+        ip_version=subnet["ip_version"],
+        ipv6_address_mode=subnet["ipv6_address_mode"],
+        ipv6_ra_mode=subnet["ipv6_ra_mode"],
     )
 
 
