@@ -66,23 +66,29 @@ def progress(msg: str) -> None:
 
 
 class SyntheticNetwork:
-    """One network with one /16 DHCP subnet, a DHCP port and ``ports`` VM ports.
+    """One network with one /16 DHCP subnet, a DHCP port and ``ports`` VM ports;
+    with ``ipv6`` also a /64 DHCPv6 subnet (no modes: stateful, as the engine makes
+    it), each port then holding an address of each.
 
-    ``index`` (0-255) makes MACs and the subnet (10.<index>.0.0/16) unique across the
-    networks of one run.
+    ``index`` (0-255) makes MACs and the subnets (10.<index>.0.0/16,
+    fd00:<index>::/64) unique across the networks of one run.
     """
 
-    def __init__(self, index: int, bridge: str, ports: int) -> None:
+    def __init__(self, index: int, bridge: str, ports: int, ipv6: bool = False) -> None:
         self.index, self.bridge = index, bridge
         self.id = str(uuid.uuid4())
         self.subnet_id = str(uuid.uuid4())
+        self.subnet6_id = str(uuid.uuid4()) if ipv6 else None
         self.cidr = f"10.{index}.0.0/16"
         self.next_port = 0
         self.dhcp_port = PortState(
             id=str(uuid.uuid4()),
             network_id=self.id,
             mac_address=f"02:fe:00:00:{index:02x}:02",
-            fixed_ips=[FixedIp(subnet_id=self.subnet_id, ip_address=f"10.{index}.0.2")],
+            fixed_ips=[
+                FixedIp(subnet_id=self.subnet_id, ip_address=f"10.{index}.0.2"),
+                *self._address6(2),
+            ],
             revision_number=1,
             device_owner=DHCP_OWNER,
             admin_state_up=True,
@@ -104,12 +110,18 @@ class SyntheticNetwork:
             fixed_ips=[
                 FixedIp(
                     subnet_id=self.subnet_id, ip_address=f"10.{self.index}.{host >> 8}.{host & 255}"
-                )
+                ),
+                *self._address6(host),
             ],
             revision_number=1,
             device_owner="oVirt",
             admin_state_up=True,
         )
+
+    def _address6(self, host: int) -> list[FixedIp]:
+        if self.subnet6_id is None:
+            return []
+        return [FixedIp(subnet_id=self.subnet6_id, ip_address=f"fd00:{self.index:x}::{host:x}")]
 
     def state(self) -> NetworkState:
         return NetworkState(
@@ -125,7 +137,23 @@ class SyntheticNetwork:
                     dns_nameservers=[],
                     host_routes=[],
                     revision_number=1,
-                )
+                ),
+                *(
+                    [
+                        SubnetState(
+                            id=self.subnet6_id,
+                            cidr=f"fd00:{self.index:x}::/64",
+                            gateway_ip=None,
+                            enable_dhcp=True,
+                            dns_nameservers=[],
+                            host_routes=[],
+                            revision_number=1,
+                            ip_version=6,
+                        )
+                    ]
+                    if self.subnet6_id
+                    else []
+                ),
             ],
             ports=[*self.ports, self.dhcp_port],
             dhcp_port=self.dhcp_port,

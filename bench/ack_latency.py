@@ -1,7 +1,8 @@
 """Acknowledgement latency of the real DHCP agent, against the rewrite-and-SIGHUP way.
 
     python -m bench.ack_latency [--samples N] [--rewrite-samples-100 N]
-                                [--rewrite-samples-10000 N] [--phases fs,rabbitmq,rewrite,cold]
+                                [--rewrite-samples-10000 N]
+                                [--phases fs,fs6,rabbitmq,rewrite,cold]
                                 [--cold-timeout S] [--raise-inotify-limit N]
                                 [--polling-interval S] [--workdir-base DIR]
                                 [--keep-logs DIR] [--profile-agent DIR [--profile-gil]]
@@ -27,6 +28,9 @@ What is timed (all clocks are time.monotonic in the benchmark process):
   both ends polling at the agent's default ``[bus] polling_interval``. The
   ``_rabbitmq`` figures are the same at 10,000 ports on RabbitMQ (a throw-away vhost,
   so the shared engine queue of other users of the broker is never touched).
+- ``ack_p50/p99_ms_10000_v6``: the same at 10,000 dual-stack ports (a /16 and a
+  /64 DHCPv6 subnet, each port an address of each: two host lines per file), and
+  ``ack_p99_v6_over_v4_10000`` its ratio to the IPv4-only figure of the same run.
 - ``rewrite_p50_ms_<N>``: a plain dnsmasq (own namespace, veth to a client
   namespace, ``--dhcp-hostsfile`` holding N entries, static range). Per sample: from
   the start of rewriting the whole file with one more entry (write a temp file,
@@ -88,7 +92,7 @@ from bench._agent_harness import (
     tag,
 )
 
-PHASES = ("fs", "rabbitmq", "rewrite", "cold")
+PHASES = ("fs", "fs6", "rabbitmq", "rewrite", "cold")
 SIZES = (100, 10_000)
 WARMUP = 20
 GAP_MAX = 0.03  # s, random pause before each sample's event
@@ -217,6 +221,33 @@ class Run:
             )
             self.figure(f"ack_p50_ms_{size}", p50, "ms")
             self.figure(f"ack_p99_ms_{size}", p99, "ms")
+        self.check_log(agent)
+        self.finish_agent(agent)
+        self.finish_engine(engine)
+
+    def ack_ipv6(self) -> None:
+        """The fs phase's largest network, dual stack: each port an IPv4 and an IPv6
+        (DHCPv6) address, so each acknowledgement covers both host lines."""
+        size = SIZES[-1]
+        url = f"filesystem://{self.tmp}/bus6"
+        progress(f"ack latency at {size} dual-stack ports on {url}")
+        engine = self.engine(url)
+        net = SyntheticNetwork(220, self.bridge(920), size, ipv6=True)
+        engine.add(net)
+        agent = self.agent("fs6", url)
+        agent.serve([net])
+        t0 = agent.start()
+        self.maybe_profile(agent)
+        done = self.wait_initial(engine, agent, [net], 180)
+        progress(f"agent serves {size} ports, all acknowledged {done - t0:.1f}s after its start")
+        lat = self.latency(engine, agent, net, self.args.samples)
+        p50, p99 = pct(lat, 50), pct(lat, 99)
+        progress(
+            f"{size} dual-stack ports: {len(lat)} samples, p50 {p50:.1f} ms, "
+            f"p99 {p99:.1f} ms, max {max(lat):.1f} ms"
+        )
+        self.figure(f"ack_p50_ms_{size}_v6", p50, "ms")
+        self.figure(f"ack_p99_ms_{size}_v6", p99, "ms")
         self.check_log(agent)
         self.finish_agent(agent)
         self.finish_engine(engine)
@@ -449,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         phases = {
             "fs": run.ack_filesystem,
+            "fs6": run.ack_ipv6,
             "rabbitmq": run.ack_rabbitmq,
             "rewrite": run.rewrite_approach,
             "cold": run.cold_start,
@@ -461,6 +493,9 @@ def main(argv: list[str] | None = None) -> int:
         run.cleanup()
     progress(f"done in {time.monotonic() - began:.0f}s")
     got = {name: value for name, value, _ in run.figures}
+    if "ack_p99_ms_10000_v6" in got and "ack_p99_ms_10000" in got:
+        ratio = got["ack_p99_ms_10000_v6"] / got["ack_p99_ms_10000"]
+        run.figure("ack_p99_v6_over_v4_10000", ratio, "x")
     for suffix in ("", "_rabbitmq"):
         if f"ack_p99_ms_10000{suffix}" in got and "rewrite_p50_ms_10000" in got:
             ratio = got["rewrite_p50_ms_10000"] / got[f"ack_p99_ms_10000{suffix}"]
