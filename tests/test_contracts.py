@@ -187,6 +187,10 @@ def with_port(**over: object) -> dict:
             "invalid port.update body: port.fixed_ips.0.ip_address: .*not an IP address in canon",
         ),
         (
+            with_port(fixed_ips=[{"subnet_id": SUB, "ip_address": "2001:db8::5%eth0"}]),
+            "invalid port.update body: port.fixed_ips.0.ip_address: .*zone is not allowed",
+        ),
+        (
             with_port(fixed_ips=[{"subnet_id": SUB, "ip_address": "2001:db8::5]\nx"}]),
             "invalid port.update body: port.fixed_ips.0.ip_address: .*not an IP address",
         ),
@@ -367,6 +371,7 @@ def test_an_ipv6_subnet_travels_with_its_modes_and_an_ipv4_one_as_before() -> No
     [
         ({"cidr": "2001:db8::1/64"}, "not a CIDR"),
         ({"cidr": "2001:DB8::/64"}, "canonical"),
+        ({"cidr": "2001:db8::%eth0/64"}, "zone"),
         ({"gateway_ip": "10.0.0.1"}, "more than one IP version"),
         ({"dns_nameservers": ["10.0.0.53"]}, "more than one IP version"),
         ({"ip_version": 4}, "more than one IP version"),

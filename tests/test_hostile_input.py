@@ -25,7 +25,6 @@ from dhcp_driver.mapping import write_mapping
 from ipam.bus import contracts as C
 from ipam.bus import messaging
 from ipam.polling import wait_for
-from tests.agentlab import ip_of
 from tests.faultlab import RecordingAgentService, record
 from tests.test_api_bad_input import snapshot
 from vdsm_verb.verb import DhcpVerb
@@ -47,6 +46,9 @@ HOSTILE: dict[str, str] = {
     "dnsmasq host line": "00:11:22:33:44:55,10.66.0.200",
     "shell": "$(touch /tmp/ovirt-ipam-pwned)",
     "command-line option": "--conf-file=/etc/passwd",
+    "bracketed IPv6": "[fd67::1]",
+    "IPv6 with a zone": "fd67::1%lo",
+    "IPv6 host line": "00:11:22:33:44:55,[fd67::9]",
     "empty": "",
 }
 #: Values that must never appear, verbatim, where they could do harm.
@@ -84,13 +86,37 @@ VALIDATED = {
         "/v2.0/subnets",
         json={"subnet": {"network_id": net, "cidr": "10.67.0.0/24", "gateway_ip": v}},
     ),
+    "subnet6.cidr": lambda api, net, v: api.post(
+        "/v2.0/subnets", json={"subnet": {"network_id": net, "cidr": v, "ip_version": 6}}
+    ),
+    **{
+        f"subnet6.{field}": (
+            lambda api, net, v, field=field, wrap=wrap: api.post(
+                "/v2.0/subnets",
+                json={
+                    "subnet": {
+                        "network_id": net,
+                        "cidr": "fd67::/64",
+                        "ip_version": 6,
+                        field: [v] if wrap else v,
+                    }
+                },
+            )
+        )
+        for field, wrap in (
+            ("dns_nameservers", True),
+            ("gateway_ip", False),
+            ("ipv6_address_mode", False),
+            ("ipv6_ra_mode", False),
+        )
+    },
     "network.mtu": lambda api, net, v: api.put(
         f"/v2.0/networks/{net}", json={"network": {"mtu": v}}
     ),
 }
 #: Values a validated field takes on purpose: gateway_ip "" is no gateway (oVirt's
 #: Administration Portal sends a blank gateway box as "").
-MEANINGFUL = {("subnet.gateway_ip", "empty")}
+MEANINGFUL = {("subnet.gateway_ip", "empty"), ("subnet6.gateway_ip", "empty")}
 # Free text in Neutron (names, device ids): kept as text, or refused when unstorable.
 FREE_TEXT = ["name", "device_id", "device_owner", "description"]
 
@@ -98,6 +124,8 @@ FREE_TEXT = ["name", "device_id", "device_owner", "description"]
 @pytest.mark.root
 def test_rest_api_refuses_or_contains_hostile_input(world_factory) -> None:  # type: ignore[no-untyped-def]
     world = world_factory()
+    # Dual stack: every stored port's file holds an IPv6 line too.
+    world.post("subnets", {"network_id": world.net_id, "cidr": "fd66::/64", "ip_version": 6})
     world.serve()
     world.agent.start()
     world.wait_serving()
@@ -140,7 +168,8 @@ def test_rest_api_refuses_or_contains_hostile_input(world_factory) -> None:  # t
 
     _check_agent_files_and_names(world)
     vm_port = stored[0]
-    assert world.lease(vm_port) == ip_of(vm_port)  # dnsmasq still serves, exactly
+    ipv4 = next(f["ip_address"] for f in vm_port["fixed_ips"] if "." in f["ip_address"])
+    assert world.lease(vm_port) == ipv4  # dnsmasq still serves, exactly
     record(
         "input",
         "REST API: hostile values in validated fields and in free text",
@@ -154,9 +183,12 @@ def test_rest_api_refuses_or_contains_hostile_input(world_factory) -> None:  # t
 
 def _check_agent_files_and_names(world) -> None:  # type: ignore[no-untyped-def]
     """Nothing hostile in the agent's files, file names, dnsmasq command lines,
-    namespace or interface names; hostsdir files hold only MAC,IP or MAC,infinite."""
+    namespace or interface names; hostsdir files hold only MAC,IPv4 or MAC,[IPv6]
+    (canonical, in the network's subnets) or MAC,infinite."""
     state = world.tmp / f"agent-{world.agent.host}"
-    line = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5},(\d{1,3}(\.\d{1,3}){3}|infinite)")
+    line = re.compile(
+        r"[0-9a-f]{2}(:[0-9a-f]{2}){5},(10\.66(\.\d{1,3}){2}|\[fd66::[0-9a-f]{1,4}\]|infinite)"
+    )
     name = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|sentinel")
     files = [p for p in state.rglob("*") if p.is_file()]
     assert files

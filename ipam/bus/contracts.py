@@ -152,6 +152,8 @@ def _ip(value: str) -> str:
         ip = ipaddress.ip_address(value)
     except ValueError:
         raise ValueError(f"{value!r} is not an IP address") from None
+    if getattr(ip, "scope_id", None) is not None:
+        raise ValueError(f"{value!r} is not an IP address (a zone is not allowed)")
     if str(ip) != value:
         raise ValueError(f"{value!r} is not an IP address in canonical form")
     return value
@@ -162,6 +164,8 @@ def _cidr(value: str) -> str:
         net = ipaddress.ip_network(value, strict=True)
     except ValueError:
         raise ValueError(f"{value!r} is not a CIDR") from None
+    if getattr(net.network_address, "scope_id", None) is not None:
+        raise ValueError(f"{value!r} is not a CIDR (a zone is not allowed)")
     if str(net) != value:
         raise ValueError(f"{value!r} is not a CIDR in canonical form")
     return value

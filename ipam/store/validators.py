@@ -74,13 +74,15 @@ def uuid_str(value: str, field: str = "id") -> str:
 
 
 def _network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    """value as a CIDR without host bits, of either family."""
+    """value as a CIDR without host bits, of either family (no zone: "fd00::%eth0/64")."""
     try:
         net = ipaddress.ip_network(value, strict=True)
     except ValueError as exc:
         raise InvalidInput(
             f"Invalid input for cidr. Reason: '{value}' is not a valid CIDR ({exc})."
         ) from None
+    if getattr(net.network_address, "scope_id", None) is not None:
+        raise InvalidInput(f"Invalid input for cidr. Reason: '{value}' is not a valid CIDR.")
     return net
 
 
@@ -137,6 +139,10 @@ def _address(value: str, field: str) -> ipaddress.IPv4Address | ipaddress.IPv6Ad
         raise InvalidInput(
             f"Invalid input for {field}. Reason: '{value}' is not a valid IP address."
         ) from None
+    if getattr(ip, "scope_id", None) is not None:  # "fd00::1%eth0": no zone names here
+        raise InvalidInput(
+            f"Invalid input for {field}. Reason: '{value}' is not a valid IP address."
+        )
     return ip
 
 
