@@ -1,8 +1,10 @@
-"""The lab end to end (issues 6 and 11): ``ovirt-ipam lab`` as a user runs it, every
+"""The lab end to end (issues 6, 11 and 15): ``ovirt-ipam lab`` as a user runs it, every
 part real.
 
-3 hosts, 2 networks (HA 2 and 1), 20 VMs whose DHCP clients (udhcpc and dhclient)
-keep running: every VM leases exactly its allocated IP on its first DISCOVER; a
+3 hosts, 3 dual-stack networks (HA 2, 1 and 2; IPv6 stateful, slaac and stateless:
+``--ipv6 mixed``), 20 VMs whose DHCP clients (udhcpc and dhclient, and dhclient -6 or
+the kernel's SLAAC) keep running: every VM leases exactly its allocated IP on its
+first DISCOVER and holds exactly its port's IPv6 address; a
 serving host is killed, the VMs it served keep their address and a reboot of one
 gets its lease again at once from a live server; new VMs still lease; ``lab down``
 leaves no namespace, link, process or file. What the lab reports is checked against
@@ -11,6 +13,7 @@ the engine's API and the VMs' own interfaces, not taken on its word.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 import sys
@@ -26,6 +29,8 @@ from pyroute2 import netns
 from dhcp_driver.netns import iproute_in
 from ipam.lab.harness import free_port
 from ipam.lab.netparts import rand
+from ipam.polling import wait_for
+from ipam.store.allocation import eui64
 
 pytestmark = pytest.mark.root  # the lab, and its refusals, compare machine-wide namespaces
 
@@ -78,38 +83,127 @@ def _eth0_addresses(namespace: str) -> list[str]:
         return [a.get_attr("IFA_ADDRESS") for a in ip.get_addr(index=idx, family=2)]
 
 
+def _eth0_addresses6(namespace: str) -> list[str]:
+    """eth0's global IPv6 addresses, as the kernel has them."""
+    with iproute_in(namespace) as ip:
+        idx = ip.link_lookup(ifname="eth0")[0]
+        got = ip.get_addr(index=idx, family=10)
+        return sorted(a.get_attr("IFA_ADDRESS") for a in got if a["scope"] == 0)
+
+
+def _port_ips(port: dict[str, Any]) -> dict[int, str]:
+    """IP version -> the port's fixed IP of it (one per subnet: one of each here)."""
+    ips = [f["ip_address"] for f in port["fixed_ips"]]
+    by_version: dict[int, str] = {ipaddress.ip_address(ip).version: ip for ip in ips}
+    assert len(by_version) == len(ips), port
+    return by_version
+
+
 def _check_vms(api: httpx.Client, vms: list[dict[str, Any]]) -> None:
-    """Each VM holds exactly its port's IP, leased on its first DISCOVER."""
+    """Each VM holds exactly its port's IP, leased on its first DISCOVER, and (on a
+    dual-stack network) exactly its port's IPv6 address, within a deadline."""
     for vm in vms:
         port = api.get(f"/v2.0/ports/{vm['port_id']}").json()["port"]
         assert port["mac_address"] == vm["mac"]
-        assert vm["allocated_ip"] == port["fixed_ips"][0]["ip_address"]
+        ips = _port_ips(port)
+        assert vm["allocated_ip"] == ips[4]
         assert vm["leased_ip"] == vm["allocated_ip"], vm
         assert vm["first_try"] is True, vm
         assert vm["port_status"] == "ACTIVE", vm
         assert _eth0_addresses(vm["namespace"]) == [vm["allocated_ip"]]
+        if vm.get("ipv6_mode"):
+            assert vm["allocated_ip6"] == ips[6], vm
+
+            def holds(vm: dict[str, Any] = vm) -> bool:
+                return _eth0_addresses6(vm["namespace"]) == [vm["allocated_ip6"]]
+
+            wait_for(holds, 10, f"{vm['name']}'s IPv6 address")
+
+
+def _check_ipv6(lab: LabCli, st: dict[str, Any], table: str) -> dict[str, Any]:
+    """``--ipv6 mixed``: each network's IPv6 subnet in the mode its place gives it; every
+    VM comes to hold exactly its port's IPv6 address (SLAAC's is the EUI-64 of its MAC),
+    and its IPv4 one; ``lab status -f json`` and ``lab up``'s table show both."""
+    nets = st["networks"]
+    modes = {"stateful": (None, None), "slaac": ("slaac",) * 2}
+    modes["stateless"] = ("dhcpv6-stateless",) * 2
+    with httpx.Client(base_url=st["api_url"], timeout=30) as api:
+        for net, mode in zip(nets, ("stateful", "slaac", "stateless"), strict=True):
+            v6 = net["ipv6"]
+            assert v6["mode"] == mode
+            cidr = ipaddress.IPv6Network(v6["cidr"])
+            assert cidr.prefixlen == 64 and cidr.subnet_of(ipaddress.IPv6Network("fd00::/8"))
+            subnet = api.get(f"/v2.0/subnets/{v6['subnet_id']}").json()["subnet"]
+            assert (subnet["network_id"], subnet["ip_version"], subnet["cidr"]) == (
+                net["id"],
+                6,
+                v6["cidr"],
+            )
+            assert (subnet["ipv6_address_mode"], subnet["ipv6_ra_mode"]) == modes[mode]
+            assert subnet["dns_nameservers"] == [v6["dns"]]
+            assert ipaddress.IPv6Address(v6["dns"]) in cidr
+    assert len({n["ipv6"]["cidr"] for n in nets}) == len(nets)
+
+    def exact(status: dict[str, Any]) -> bool:
+        return all(
+            v["eth0_ipv6"] == [v["allocated_ip6"]] and v["eth0"] == [v["allocated_ip"]]
+            for v in status["vms"]
+        )
+
+    last = [st]
+
+    def settled() -> bool:
+        if not exact(last[0]):
+            last[0] = lab.json("status")
+        return exact(last[0])
+
+    wait_for(settled, 15, "every VM's IPv6 and IPv4 address", interval=0.2)
+    st = last[0]
+    mode_of = {n["name"]: n["ipv6"]["mode"] for n in nets}
+    dns_of = {n["name"]: n["ipv6"]["dns"] for n in nets}
+    cidr_of = {n["name"]: n["ipv6"]["cidr"] for n in nets}
+    for vm in st["vms"]:
+        assert _eth0_addresses6(vm["namespace"]) == [vm["allocated_ip6"]]  # not its word
+        assert vm["ipv6_mode"] == mode_of[vm["network"]]
+        if vm["ipv6_mode"] == "stateful":  # dhclient -6 keeps running, its lease on eth0
+            assert vm["client6_running"] is True, vm
+            assert vm["lease6_now"]["ip"] == vm["allocated_ip6"], vm
+        else:  # the kernel's SLAAC: the port's address is its MAC's EUI-64
+            assert vm["allocated_ip6"] == str(eui64(cidr_of[vm["network"]], vm["mac"]))
+            assert "client6_pid" not in vm
+        if vm["ipv6_mode"] == "stateless":  # DHCPv6 gave it the subnet's DNS server
+            assert vm["dns6"] == dns_of[vm["network"]], vm
+    assert "Allocated IPv6" in table and "IPv6 on eth0" in table and "NOT the port's" not in table
+    for vm in st["vms"]:
+        row = next(line for line in table.splitlines() if f"| {vm['name']} " in line)
+        assert vm["allocated_ip"] in row and vm["leased_ip"] in row
+        assert row.count(vm["allocated_ip6"]) == 2  # allocated, and on eth0
+    n = len(st["vms"])
+    assert f"{n} of {n} dual-stack VMs hold exactly their port's IPv6 address" in table
+    return st
 
 
 def test_lab_up_failover_and_down(lab: LabCli) -> None:
     port = free_port()
     up = lab.run(
         "up",
-        *("--hosts", "3", "--networks", "2", "--ha", "2,1", "--vms", "20", "--port", str(port)),
-        *("--client", "both"),
+        *("--hosts", "3", "--networks", "3", "--ha", "2,1", "--vms", "20", "--port", str(port)),
+        *("--client", "both", "--ipv6"),  # mixed: stateful, slaac, stateless
     )
     assert "lab " + lab.name + " is up" in up.stderr and "[20/20]" in up.stderr  # progress
     assert "Time to lease" in up.stdout and "Serves DHCP for" in up.stdout  # the tables
 
-    st = lab.json("status")
+    st = _check_ipv6(lab, lab.json("status"), up.stdout)
     api = httpx.Client(base_url=st["api_url"], timeout=30)
     assert [h["name"] for h in st["hosts"]] == [f"{lab.name}-host{i}" for i in (1, 2, 3)]
     assert all(h["namespace"] in lab.namespaces() for h in st["hosts"])
-    net1, net2 = st["networks"]
-    assert (net1["ha_count"], net2["ha_count"]) == (2, 1)
-    assert (len(net1["serving_hosts"]), len(net2["serving_hosts"])) == (2, 1)
-    assert all(set(h["bridges"]) == {net1["vdsm_name"], net2["vdsm_name"]} for h in st["hosts"])
+    net1, net2, net3 = st["networks"]
+    assert (net1["ha_count"], net2["ha_count"], net3["ha_count"]) == (2, 1, 2)
+    assert [len(n["serving_hosts"]) for n in st["networks"]] == [2, 1, 2]
+    vdsm_names = {n["vdsm_name"] for n in st["networks"]}
+    assert all(set(h["bridges"]) == vdsm_names for h in st["hosts"])
     assert len(st["vms"]) == 20
-    assert {v["network"] for v in st["vms"]} == {net1["name"], net2["name"]}
+    assert {v["network"] for v in st["vms"]} == {n["name"] for n in st["networks"]}
     _check_vms(api, st["vms"])
     ips = [v["leased_ip"] for v in st["vms"]]
     assert len(set(ips)) == 20
@@ -202,6 +296,19 @@ def test_lab_on_rabbitmq_and_postgresql(lab: LabCli, pg_url: str) -> None:
         assert conn.execute(text("select count(*) from networks")).scalar() == 0
         assert conn.execute(text("select count(*) from ports")).scalar() == 0
     engine.dispose()
+
+
+def test_lab_up_ipv6_takes_only_its_modes(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "ipam.cli.main", "lab", "up", "--ipv6", "dhcpv6"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done  # argparse's usage error, before anything is made
+    assert "argument --ipv6: invalid choice: 'dhcpv6'" in done.stderr
+    assert "'stateful', 'slaac', 'stateless', 'mixed'" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ipam.cli import table
-from ipam.lab.lab import CLIENTS, LEASE_TIME, Lab, UpOptions, clock
+from ipam.lab.lab import CLIENTS, IPV6_MODES, LEASE_TIME, Lab, UpOptions, clock
 from ipam.lab.record import DEFAULT_BASE, LabError
 
 
@@ -55,32 +55,41 @@ def _lease_time(vm: dict[str, Any]) -> str:
     return shown if vm.get("first_try") else f"{shown} (retried)"
 
 
+def holds_ipv6(vm: dict[str, Any]) -> bool:
+    """eth0's global IPv6 addresses are exactly the port's IPv6 fixed IP."""
+    return vm.get("eth0_ipv6") == [vm.get("allocated_ip6")]
+
+
+def _ipv6_now(vm: dict[str, Any]) -> str:
+    """What eth0 has, flagged when it is not exactly the port's address."""
+    shown = ", ".join(vm.get("eth0_ipv6") or []) or "-"
+    return shown if holds_ipv6(vm) else f"{shown} (NOT the port's)"
+
+
 def vms_table(vms: list[dict[str, Any]]) -> str:
-    return table.render(
-        [
-            "VM",
-            "Network",
-            "Host",
-            "MAC",
-            "Allocated IP",
-            "Leased IP",
-            "DHCP server",
-            "Time to lease",
-        ],
-        [
-            [
-                v["name"],
-                v["network"],
-                v["host"],
-                v["mac"],
-                v["allocated_ip"],
-                v["leased_ip"] or "-",
-                _server(v),
-                _lease_time(v),
-            ]
-            for v in vms
-        ],
-    )
+    """Each VM's port and what its DHCP client got; with IPv6 columns on a dual-stack lab."""
+    ipv6 = any(v.get("ipv6_mode") for v in vms)
+    head = ["VM", "Network", "Host", "MAC", "Allocated IP", "Leased IP"]
+    if ipv6:
+        head += ["IPv6 mode", "Allocated IPv6", "IPv6 on eth0"]
+    rows = []
+    for v in vms:
+        row = [
+            v["name"],
+            v["network"],
+            v["host"],
+            v["mac"],
+            v["allocated_ip"],
+            v["leased_ip"] or "-",
+        ]
+        if ipv6:
+            row += (
+                [v["ipv6_mode"], v["allocated_ip6"], _ipv6_now(v)]
+                if v.get("ipv6_mode")
+                else ["-", "-", "-"]
+            )
+        rows.append([*row, _server(v), _lease_time(v)])
+    return table.render([*head, "DHCP server", "Time to lease"], rows)
 
 
 def status_text(st: dict[str, Any]) -> str:
@@ -103,22 +112,23 @@ def status_text(st: dict[str, Any]) -> str:
                 for h in st["hosts"]
             ],
         ),
-        table.render(
-            ["Network", "Id", "CIDR", "HA count", "DHCP servers"],
-            [
-                [n["name"], n["id"], n["cidr"], n["ha_count"], ", ".join(n["serving_hosts"]) or "-"]
-                for n in st["networks"]
-            ],
-        ),
+        _networks_table(st["networks"]),
     ]
     if st["vms"]:
         lines.append(vms_table(st["vms"]))
         leased = [v for v in st["vms"] if v.get("leased_ip")]
         exact = sum(v["leased_ip"] == v["allocated_ip"] for v in leased)
         first = sum(bool(v.get("first_try")) for v in st["vms"])
+        dual = [v for v in st["vms"] if v.get("ipv6_mode")]
         lines.append(
             f"{len(st['vms'])} VMs: {exact} leased exactly their allocated IP, "
             f"{first} on their first DISCOVER"
+            + (
+                f"; {sum(map(holds_ipv6, dual))} of {len(dual)} dual-stack VMs hold exactly "
+                "their port's IPv6 address"
+                if dual
+                else ""
+            )
         )
     lines.append(
         f"Try: ovirt-ipam port list --url {st['api_url']}; "
@@ -126,6 +136,19 @@ def status_text(st: dict[str, Any]) -> str:
         f"ovirt-ipam lab host kill {st['hosts'][0]['name'] if st['hosts'] else '<host>'}"
     )
     return "\n".join(lines)
+
+
+def _networks_table(nets: list[dict[str, Any]]) -> str:
+    ipv6 = any(n.get("ipv6") for n in nets)
+    head = ["Network", "Id", "CIDR", *(["IPv6 CIDR", "IPv6 mode"] if ipv6 else [])]
+    rows = []
+    for n in nets:
+        v6 = n.get("ipv6")
+        row = [n["name"], n["id"], n["cidr"]]
+        if ipv6:
+            row += [v6["cidr"], v6["mode"]] if v6 else ["-", "-"]
+        rows.append([*row, n["ha_count"], ", ".join(n["serving_hosts"]) or "-"])
+    return table.render([*head, "HA count", "DHCP servers"], rows)
 
 
 def continuity_table(vms: list[dict[str, Any]]) -> str:
@@ -224,6 +247,7 @@ def _up(args: argparse.Namespace) -> int:
         database=args.database,
         client=args.client,
         lease_time=args.lease_time,
+        ipv6=args.ipv6,
     )
     st = _lab(args).up(opts)
     _print(args, st, status_text(st))
@@ -320,6 +344,16 @@ def add_parsers(sub: Any) -> None:
         type=int,
         default=LEASE_TIME,
         help=f"the agents' DHCP lease time in seconds (default {LEASE_TIME}, dnsmasq's minimum)",
+    )
+    up.add_argument(
+        "--ipv6",
+        nargs="?",
+        const="mixed",
+        choices=IPV6_MODES,
+        metavar="MODE",
+        help="dual stack: each network also gets an IPv6 /64 in MODE (stateful: DHCPv6, "
+        "as the oVirt engine sends it; slaac; stateless: SLAAC and DHCPv6 for DNS; "
+        "mixed, the default: the networks cycle through the three)",
     )
     up.set_defaults(func=_guarded(_up))
 

@@ -20,12 +20,21 @@ expire, fail, release and stop it removes it. Then it appends
 mtu=<mtu>`` to ``events``.
 udhcpc calls a rebind (a broadcast REQUEST at T2) "renew", like a renewal; the
 server id tells them apart after a failover.
+
+On a stateful DHCPv6 subnet the VM also runs ``dhclient -6`` (VmClient6), with files
+of its own beside these (``dhcp6-script``, ``events6``, ``client6.log``, ``pid6``,
+``leases6``, ``dhclient6.conf``): its script puts the leased address on eth0 as /128
+(the prefix length is the router advertisements' business) with the lease's
+lifetimes, removes it on expire, release and stop, and logs as above, the event's
+trailing 6 dropped (``bound``, ``renew``...) and ``dns=`` added. Never Debian's
+dhclient-script: it rewrites the machine's /etc/resolv.conf even from a namespace.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -35,7 +44,7 @@ import psutil
 
 from dhcp_driver.netns import iproute_in
 from ipam.lab import processes
-from ipam.lab.netparts import in_netns
+from ipam.lab.netparts import Vm, in_netns
 
 KINDS = ("udhcpc", "dhclient")
 # events after which eth0 carries the lease, and events after which it carries none
@@ -73,6 +82,39 @@ echo "$now $event ip=$addr server=$server lease=$lease router=$router mtu=$mtu" 
 exit 0
 """
 
+_SCRIPT6 = r"""#!/bin/bash
+# DHCPv6 client script of a lab VM (ovirt-ipam lab, ISC dhclient -6): configures the
+# leased address as /128 on the interface, and logs the event with a wall-clock timestamp.
+now=$EPOCHREALTIME
+event=${reason,,}; event=${event%6}; addr=$new_ip6_address; lease=$new_max_life
+case "$reason" in
+    BOUND6|RENEW6|REBIND6|REBOOT6)
+        if [ -n "$addr" ]; then
+            if [ -n "$old_ip6_address" ] && [ "$old_ip6_address" != "$addr" ]; then
+                ip -6 addr del "$old_ip6_address/128" dev "$interface"
+            fi
+            ip -6 addr replace "$addr/128" valid_lft "${new_max_life:-forever}" \
+                preferred_lft "${new_preferred_life:-forever}" dev "$interface"
+        fi
+        ;;
+    DEPREF6)
+        addr=$cur_ip6_address
+        [ -z "$addr" ] || ip -6 addr change "$addr/128" preferred_lft 0 dev "$interface"
+        ;;
+    EXPIRE6|RELEASE6|STOP6)
+        addr=$old_ip6_address
+        [ -z "$addr" ] || ip -6 addr del "$addr/128" dev "$interface"
+        ;;
+    PREINIT6)
+        ip link set dev "$interface" up
+        ;;
+esac
+dns=$new_dhcp6_name_servers
+echo "$now $event ip=$addr server=$new_dhcp6_server_id lease=$lease dns=${dns// /,}" >> @EVENTS@
+exit 0
+"""
+_DHCLIENT6_CONF = "request dhcp6.name-servers;\n"
+
 _DHCLIENT_CONF = (
     "request subnet-mask, broadcast-address, routers, domain-name-servers, interface-mtu;\n"
 )
@@ -88,6 +130,7 @@ class Event:
     lease: int | None
     router: str = ""  # the routers given, comma-separated
     mtu: str = ""
+    dns: str = ""  # the DNS servers given, comma-separated (DHCPv6 events)
 
 
 def parse_events(text: str) -> list[Event]:
@@ -111,6 +154,7 @@ def parse_events(text: str) -> list[Event]:
                 int(lease) if lease.isdigit() else None,
                 kv.get("router", ""),
                 kv.get("mtu", ""),
+                kv.get("dns", ""),
             )
         )
     return out
@@ -227,6 +271,33 @@ class VmClient:
         return current
 
 
+class VmClient6(VmClient):
+    """The VM's DHCPv6 client on a stateful subnet: ``dhclient -6`` in the foreground,
+    kept running like the IPv4 one (renews, rebinds, a reboot confirms from its lease
+    file), beside it in the VM's directory with files of its own."""
+
+    def __init__(self, directory: Path, namespace: str) -> None:
+        super().__init__(directory, namespace, "dhclient")
+        self.kind = "dhclient6"
+        self.events_path = self.dir / "events6"
+        self.log_path = self.dir / "client6.log"
+        self.script = self.dir / "dhcp6-script"
+        self.pid_path = self.dir / "pid6"
+        self.leases = self.dir / "leases6"
+        self.conf = self.dir / "dhclient6.conf"
+
+    def start(self, request_ip: str | None = None) -> int:
+        """Start it (eth0's link-local address must be usable: Vm.ipv6_up); its pid."""
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not self.script.exists():
+            self.script.write_text(_SCRIPT6.replace("@EVENTS@", str(self.events_path)))
+            self.script.chmod(0o700)
+        self.conf.write_text(_DHCLIENT6_CONF)
+        argv = ["dhclient", "-6", "-d", "-cf", str(self.conf), "-sf", str(self.script)]
+        argv += ["-lf", str(self.leases), "-pf", str(self.pid_path), "eth0"]
+        return processes.spawn_detached(in_netns(self.ns, argv), self.log_path).pid
+
+
 def eth0_addresses(namespace: str) -> list[str]:
     """The IPv4 addresses on the VM's eth0 ([] when it or its namespace is gone)."""
     try:
@@ -239,12 +310,29 @@ def eth0_addresses(namespace: str) -> list[str]:
         return []
 
 
-def flush_eth0(namespace: str) -> None:
-    """Remove every IPv4 address from the VM's eth0 (a VM that reboots comes up bare)."""
+def eth0_addresses6(namespace: str) -> list[str]:
+    """The global IPv6 addresses on the VM's eth0, sorted ([] when it or its namespace
+    is gone): what SLAAC or its DHCPv6 client gave it."""
+    try:
+        return sorted(Vm.attach(namespace, "eth0", "", None).addresses6())
+    except (OSError, IndexError):
+        return []
+
+
+def flush_eth0(namespace: str, family: int = socket.AF_INET) -> None:
+    """Remove every IPv4 (or global IPv6) address from the VM's eth0 (a VM that reboots
+    comes up bare; its IPv6 link-local address is the kernel's own)."""
     with iproute_in(namespace) as ip:
         idx = ip.link_lookup(ifname="eth0")[0]
-        for a in ip.get_addr(index=idx, family=2):
-            ip.addr("del", index=idx, address=a.get_attr("IFA_ADDRESS"), prefixlen=a["prefixlen"])
+        for a in ip.get_addr(index=idx, family=family):
+            if family == socket.AF_INET or a["scope"] == 0:
+                ip.addr(
+                    "del",
+                    index=idx,
+                    address=a.get_attr("IFA_ADDRESS"),
+                    prefixlen=a["prefixlen"],
+                    family=family,
+                )
 
 
 class AddressWatch:

@@ -11,6 +11,11 @@ What ``up`` builds (DESIGN.md "The lab")::
       └── <lab>-vmN         a VM: eth0 on a host's bridge (vnetN), a real DHCP client
                             that keeps running (ipam.lab.dhcpclient), as a VM's does
 
+    ``--ipv6 MODE``: every network is dual stack, an IPv6 /64 beside its IPv4 subnet;
+    its mode (``mixed``: stateful, slaac, stateless in turn over the networks) says how
+    its VMs configure IPv6: a dhclient -6 that keeps running (stateful), the kernel's
+    SLAAC (slaac), SLAAC and a one-shot dhclient -6 -S for the DNS servers (stateless).
+
     engine (API on 127.0.0.1:PORT, DHCP manager) in the machine's own namespace,
     store and bus embedded in the lab directory, or PostgreSQL / RabbitMQ by flag
     (a relay puts 127.0.0.1:<broker port> inside each host, see ipam.lab.relay).
@@ -23,12 +28,16 @@ namespaces (their links go with them) and the directory.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import ipaddress
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,7 +57,9 @@ from ipam.lab.dhcpclient import (
     AddressWatch,
     Event,
     VmClient,
+    VmClient6,
     eth0_addresses,
+    eth0_addresses6,
     flush_eth0,
     longest_loss,
 )
@@ -67,6 +78,14 @@ LEASE_WAIT_S = {"udhcpc": 9.0, "dhclient": 12.0}
 CLIENTS = ("udhcpc", "dhclient", "both")
 LEASE_TIME = 120  # the lab agents' lease time: dnsmasq's minimum (it raises less to 120)
 WATCH_INTERVAL = 0.5  # seconds between looks at the VMs' eth0 while watching a failover
+# --ipv6: how each network's IPv6 subnet configures its VMs; "mixed" cycles the three
+IPV6_MODES = ("stateful", "slaac", "stateless", "mixed")
+IPV6_CYCLE = ("stateful", "slaac", "stateless")
+# a mode's ipv6_address_mode = ipv6_ra_mode (stateful: none set, as the oVirt engine sends)
+NEUTRON_MODE = {"stateful": None, "slaac": "slaac", "stateless": "dhcpv6-stateless"}
+# how long booted VMs' IPv6 addresses are waited for: the kernel solicits a router up to
+# 1 s after link up, dhclient -6 delays its first SOLICIT up to 1 s
+IPV6_WAIT_S = 10.0
 
 
 @dataclass
@@ -80,6 +99,7 @@ class UpOptions:
     database: str | None = None  # None: SQLite in the lab directory
     client: str = "udhcpc"
     lease_time: int = LEASE_TIME
+    ipv6: str | None = None  # None: IPv4 only; else one of IPV6_MODES
 
     def check(self) -> None:
         limits = {"hosts": (1, 20), "networks": (1, 50), "vms": (0, 500)}
@@ -93,6 +113,8 @@ class UpOptions:
             raise LabError(f"--port must be a TCP port, not {self.port}")
         if self.client not in CLIENTS:
             raise LabError(f"--client must be one of {', '.join(CLIENTS)}")
+        if self.ipv6 is not None and self.ipv6 not in IPV6_MODES:
+            raise LabError(f"--ipv6 must be one of {', '.join(IPV6_MODES)}")
         if not 120 <= self.lease_time <= 31_536_000:
             raise LabError(
                 f"--lease-time must be between 120 (dnsmasq's minimum) and 31536000 seconds, "
@@ -133,7 +155,7 @@ class Lab:
     def up(self, opts: UpOptions) -> dict[str, Any]:
         opts.check()
         _require_root()
-        _require_tools(opts.client)
+        _require_tools(opts.client, [] if opts.ipv6 is None else [opts.ipv6])
         with record.locked(self.dir):
             existing = record.load(self.dir)
             if existing is not None:
@@ -183,6 +205,7 @@ class Lab:
                 "segment": f"net{i}",
                 "cidr": f"10.{100 + i}.0.0/24",
                 "ha_count": opts.ha[(i - 1) % len(opts.ha)],
+                "ipv6": _ipv6_subnet(self.name, i, opts.ipv6) if opts.ipv6 else None,
             }
             for i in range(1, opts.networks + 1)
         ]
@@ -214,11 +237,14 @@ class Lab:
                     ),
                     f"create subnet {net['cidr']}",
                 )
+                if net["ipv6"]:
+                    net["ipv6"]["subnet_id"] = self._create_subnet6(api, net)
                 self.rec["networks"].append(net)
                 record.save(self.dir, self.rec)
                 self.progress(
-                    f"network {net['name']} ({net['id']}): {net['cidr']}, "
-                    f"HA count {net['ha_count']}"
+                    f"network {net['name']} ({net['id']}): {net['cidr']}"
+                    + (f", {net['ipv6']['cidr']} {net['ipv6']['mode']}" if net["ipv6"] else "")
+                    + f", HA count {net['ha_count']}"
                 )
 
             for i in range(1, opts.hosts + 1):
@@ -252,6 +278,23 @@ class Lab:
             self._wait_served(api, self.rec["networks"], set(), 60)
             if opts.vms:
                 self._boot_many(api, opts.vms, None, None, opts.client)
+
+    @staticmethod
+    def _create_subnet6(api: httpx.Client, net: dict[str, Any]) -> str:
+        """The network's IPv6 subnet, created as the lab creates IPv4 ones: its id."""
+        v6 = net["ipv6"]
+        body: dict[str, Any] = {
+            "network_id": net["id"],
+            "name": f"{net['name']}-subnet6",
+            "ip_version": 6,
+            "cidr": v6["cidr"],
+            "dns_nameservers": [v6["dns"]],
+        }
+        mode = NEUTRON_MODE[v6["mode"]]
+        if mode:
+            body.update(ipv6_address_mode=mode, ipv6_ra_mode=mode)
+        made = _ok(api.post("/v2.0/subnets", json={"subnet": body}), f"create subnet {v6['cidr']}")
+        return str(made["subnet"]["id"])
 
     def _start_engine(self, opts: UpOptions, bus: str) -> None:
         conf = self.dir / "engine.conf"
@@ -319,10 +362,10 @@ class Lab:
         if client not in CLIENTS:
             raise LabError(f"--client must be one of {', '.join(CLIENTS)}")
         _require_root()
-        _require_tools(client)
         with record.locked(self.dir):
             self._load_running()
             net = self._network(network)
+            _require_tools(client, [net["ipv6"]["mode"]] if net.get("ipv6") else [])
             if host is not None:
                 self._host(host)
             with self._api() as api:
@@ -345,15 +388,57 @@ class Lab:
             raise LabError("every host is killed: no host can run a VM")
         servers = _dhcp_servers(api)
         booted = []
-        for k in range(count):
-            n = net or self.rec["networks"][k % len(self.rec["networks"])]
-            nth = k if net else k // len(self.rec["networks"])  # the nth VM of its network
-            h = live[nth % len(live)]
-            kind = client if client != "both" else ("udhcpc", "dhclient")[nth % 2]
-            vm = self._boot_vm(api, n, h, kind, servers)
-            booted.append(vm)
-            self.progress(f"[{k + 1}/{count}] {_vm_line(vm)}")
-        return booted
+        # a stateless VM's one-shot DHCPv6 information-request (about 0.8 s: its random
+        # initial delay) runs beside the next VMs' boots
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            asking: dict[str, Future[str | None]] = {}
+            for k in range(count):
+                n = net or self.rec["networks"][k % len(self.rec["networks"])]
+                nth = k if net else k // len(self.rec["networks"])  # nth VM of its network
+                h = live[nth % len(live)]
+                kind = client if client != "both" else ("udhcpc", "dhclient")[nth % 2]
+                vm = self._boot_vm(api, n, h, kind, servers)
+                if vm.get("ipv6_mode") == "stateless":
+                    asking[vm["name"]] = pool.submit(_ask_dns6, vm)
+                booted.append(vm)
+                self.progress(f"[{k + 1}/{count}] {_vm_line(vm)}")
+            self._settle_ipv6([v for v in booted if v.get("ipv6_mode")], asking)
+        return [_vm_now(v) for v in booted]
+
+    def _settle_ipv6(
+        self, vms: list[dict[str, Any]], asking: dict[str, Future[str | None]]
+    ) -> None:
+        """Dual-stack VMs just booted: record the DNS servers the stateless ones' DHCPv6
+        requests (``asking``) got, and wait, up to IPV6_WAIT_S, until each holds exactly
+        its port's IPv6 address on eth0 (SLAAC's and dhclient -6's come within about a
+        second: the kernel's router solicitation and dhclient's SOLICIT wait up to 1 s)."""
+        if not vms:
+            return
+        started = time.monotonic()
+        held: set[str] = set()
+
+        def all_held() -> bool:
+            for v in vms:
+                if v["name"] not in held and eth0_addresses6(v["namespace"]) == [
+                    v["allocated_ip6"]
+                ]:
+                    held.add(v["name"])
+            return len(held) == len(vms)
+
+        with contextlib.suppress(TimeoutError):
+            wait_for(all_held, IPV6_WAIT_S, "IPv6 addresses", 0.05)
+        stateless = [v for v in vms if v["name"] in asking]
+        for vm in stateless:
+            vm["dns6"] = asking[vm["name"]].result()
+        record.save(self.dir, self.rec)
+        lacking = [v["name"] for v in vms if v["name"] not in held]
+        got_dns = sum(bool(v.get("dns6")) for v in stateless)
+        self.progress(
+            f"IPv6: {len(held)}/{len(vms)} VMs hold exactly their port's address after "
+            f"{time.monotonic() - started:.1f} s"
+            + (f", {got_dns}/{len(stateless)} stateless ones got DNS servers" if stateless else "")
+            + (f"; not (yet): {', '.join(lacking)}" if lacking else "")
+        )
 
     def _boot_vm(
         self,
@@ -383,6 +468,9 @@ class Lab:
             bridge_ns=host["namespace"],
             host_if=vm_rec["nic"],
         )
+        v6 = net.get("ipv6")
+        if v6:  # before the port: set_mac below cycles eth0 again, as ipv6_up needs
+            vm.ipv6_up(accept_ra=v6["mode"] != "stateful")
         created = time.monotonic()
         port = _ok(
             api.post(
@@ -404,6 +492,8 @@ class Lab:
         dhcp = VmClient(self.dir / "vms" / name, name, client)
         vm_rec["client_dir"] = str(dhcp.dir)
         vm_rec["client_pid"] = dhcp.start()
+        if v6 and v6["mode"] == "stateful":
+            vm_rec["client6_pid"] = VmClient6(dhcp.dir, name).start()
         record.save(self.dir, self.rec)
         lease = self._wait_lease(dhcp, vm_rec["client_pid"], booted_at, LEASE_WAIT_S[client])
         server_ip = lease.server if lease else None
@@ -412,7 +502,7 @@ class Lab:
         vm_rec.update(
             port_id=port["id"],
             mac=port["mac_address"],
-            allocated_ip=port["fixed_ips"][0]["ip_address"] if port["fixed_ips"] else None,
+            allocated_ip=_fixed_ip(port, 4),
             port_status=port.get("status"),
             port_create_ms=round((booted - created) * 1000, 1),
             leased_ip=lease.ip if lease else None,
@@ -421,16 +511,25 @@ class Lab:
             time_to_lease_s=round(max(0.0, lease.at - booted_at), 3) if lease else None,
             first_try=bool(lease) and dhcp.discovers() == 1,
         )
+        if v6:
+            vm_rec.update(ipv6_mode=v6["mode"], allocated_ip6=_fixed_ip(port, 6))
         record.save(self.dir, self.rec)
         return vm_rec
 
     @staticmethod
     def _wait_lease(dhcp: VmClient, pid: int, since: float, timeout: float) -> Event | None:
         """The client's first lease since ``since``, or None after ``timeout`` s (or when the
-        client died)."""
+        client died). Whether it lives is asked of the pid we started, not of its command
+        line: between nsenter and its exec of the client /proc shows an empty one."""
+
+        def exited() -> bool:
+            try:
+                return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+            except psutil.NoSuchProcess:
+                return True
 
         def bound() -> Event | bool | None:
-            return dhcp.configured(since) or not dhcp.running(pid)
+            return dhcp.configured(since) or exited()
 
         try:
             wait_for(bound, timeout, "a lease", interval=0.005)
@@ -479,6 +578,10 @@ class Lab:
     ) -> list[dict[str, Any]]:
         started: list[tuple[dict[str, Any], VmClient, str | None, float, int]] = []
         for vm in vms:
+            client6 = _client6(vm)
+            if client6:  # it comes up bare too, and its DHCPv6 client confirms its lease
+                client6.kill(vm.get("client6_pid"))
+                flush_eth0(vm["namespace"], socket.AF_INET6)
             dhcp = _client(vm)
             held = dhcp.lease()
             old_ip = held.ip if held else vm.get("leased_ip")
@@ -487,6 +590,8 @@ class Lab:
             offset = dhcp.log_size()
             at = time.time()
             vm["client_pid"] = dhcp.start(request_ip=old_ip if dhcp.kind == "udhcpc" else None)
+            if client6:
+                vm["client6_pid"] = client6.start()
             started.append((vm, dhcp, old_ip, at, offset))
         record.save(self.dir, self.rec)
         results: dict[str, dict[str, Any]] = {}
@@ -760,6 +865,7 @@ class Lab:
                     "vdsm_name": n["vdsm_name"],
                     "cidr": n["cidr"],
                     "ha_count": n["ha_count"],
+                    "ipv6": n.get("ipv6"),
                     "serving_hosts": serving.get(n["id"], []),
                 }
                 for n in rec["networks"]
@@ -791,6 +897,10 @@ class Lab:
             if "client_dir" in vm and _client(vm).running(vm.get("client_pid")):
                 with contextlib.suppress(psutil.Error):
                     clients.append(psutil.Process(vm["client_pid"]))
+            client6 = _client6(vm)
+            if client6 and client6.running(vm.get("client6_pid")):
+                with contextlib.suppress(psutil.Error):
+                    clients.append(psutil.Process(vm["client6_pid"]))
         ended += processes.end(clients, grace=2)
         for h in self.rec.get("hosts", []):
             if not h.get("pending"):
@@ -942,14 +1052,60 @@ def _vm_line(vm: dict[str, Any]) -> str:
         if vm["leased_ip"]
         else "NO LEASE"
     )
+    ipv6 = f" {vm['allocated_ip6']}" if vm.get("ipv6_mode") else ""
+    client6 = f", IPv6 {vm['ipv6_mode']}" if vm.get("ipv6_mode") else ""
     return (
-        f"{vm['name']} on {vm['host']}, {vm['network']}: port {vm['allocated_ip']} "
-        f"{vm['mac']} {vm['port_status']}, {vm['client']} {lease}"
+        f"{vm['name']} on {vm['host']}, {vm['network']}: port {vm['allocated_ip']}{ipv6} "
+        f"{vm['mac']} {vm['port_status']}, {vm['client']} {lease}{client6}"
     )
 
 
 def _client(vm: dict[str, Any]) -> VmClient:
     return VmClient(Path(vm["client_dir"]), vm["namespace"], vm["client"])
+
+
+def _client6(vm: dict[str, Any]) -> VmClient6 | None:
+    """The VM's DHCPv6 client, if it runs one (on a stateful IPv6 subnet)."""
+    if vm.get("ipv6_mode") != "stateful" or "client_dir" not in vm:
+        return None
+    return VmClient6(Path(vm["client_dir"]), vm["namespace"])
+
+
+def _ask_dns6(vm: dict[str, Any]) -> str | None:
+    """A stateless VM's one-shot dhclient -6 -S: the DNS servers DHCPv6 gave it (None:
+    no answer, or the client failed)."""
+    try:
+        got = Vm.attach(vm["namespace"], vm["nic"], vm["mac"], None).dhclient6(
+            Path(vm["client_dir"]), stateless=True, timeout=IPV6_WAIT_S / 2
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (got.get("dns") or None) if got else None
+
+
+def _ipv6_subnet(lab: str, i: int, mode: str) -> dict[str, Any]:
+    """Network i's IPv6 /64: a ULA prefix that tells the lab (a hash of its name) and
+    the network (100 + i, as in its IPv4 10.<100 + i>.0.0/24), and its DNS server."""
+    tag = hashlib.sha256(lab.encode()).hexdigest()[:4]
+    cidr = ipaddress.IPv6Network(f"fd00:{tag}:{100 + i}::/64")
+    return {
+        "cidr": str(cidr),
+        "mode": IPV6_CYCLE[(i - 1) % len(IPV6_CYCLE)] if mode == "mixed" else mode,
+        # far above what the allocator hands out from the bottom of the prefix
+        "dns": str(cidr.network_address + 0xFFFF0053),
+    }
+
+
+def _fixed_ip(port: dict[str, Any], version: int) -> str | None:
+    """The port's fixed IP of this IP version (a dual-stack port has one of each)."""
+    return next(
+        (
+            f["ip_address"]
+            for f in port["fixed_ips"]
+            if ipaddress.ip_address(f["ip_address"]).version == version
+        ),
+        None,
+    )
 
 
 def clock(at: float) -> str:
@@ -965,6 +1121,17 @@ def _vm_now(vm: dict[str, Any]) -> dict[str, Any]:
         lease = dhcp.lease()
         out["client_running"] = dhcp.running(vm.get("client_pid"))
         out["eth0"] = eth0_addresses(vm["namespace"])
+        if vm.get("ipv6_mode"):
+            out["eth0_ipv6"] = eth0_addresses6(vm["namespace"])
+        client6 = _client6(vm)
+        if client6:
+            lease6 = client6.lease()
+            out["client6_running"] = client6.running(vm.get("client6_pid"))
+            out["lease6_now"] = (
+                {"ip": lease6.ip, "server": lease6.server, "event": lease6.name, "at": lease6.at}
+                if lease6
+                else None
+            )
         out["lease_now"] = (
             {"ip": lease.ip, "server": lease.server, "event": lease.name, "at": lease.at}
             if lease
@@ -1082,12 +1249,15 @@ def _require_root() -> None:
         raise LabError("the lab makes network namespaces and bridges: run it as root")
 
 
-def _require_tools(client: str) -> None:
+def _require_tools(client: str, ipv6: list[str]) -> None:
+    """What the VMs' clients need; ``ipv6``: the IPv6 modes their networks use."""
     needed = {"dnsmasq": "dnsmasq-base", "nsenter": "util-linux"}
     if client in ("udhcpc", "both"):
         needed["busybox"] = "busybox"
-    if client in ("dhclient", "both"):
+    if client in ("dhclient", "both") or set(ipv6) - {"slaac"}:
         needed["dhclient"] = "isc-dhcp-client"
+    if ipv6:
+        needed["sysctl"] = "procps"
     missing = [pkg for tool, pkg in needed.items() if shutil.which(tool) is None]
     if missing:
         raise LabError(
