@@ -158,7 +158,25 @@ dhcp_opts = [
         default=6.0,
         min=0.5,
         help="Seconds without a heartbeat after which a host (or its DHCP agent) "
-        "is considered down.",
+        "is considered down; also how long the DHCP manager waits for a host that owes "
+        "it an answer to Host.setDHCP before it moves that host's networks.",
+    ),
+    cfg.FloatOpt(
+        "dhcp_port_release_after",
+        default=3600.0,
+        min=0,
+        help="Seconds after a host's last heartbeat at which the DHCP manager deletes "
+        "its DHCP ports (network:dhcp) on the networks it no longer serves, so their "
+        "addresses go back to the pools; a host that comes back gets new ones. Its "
+        "networks move to other hosts after host_down_time already.",
+    ),
+    cfg.FloatOpt(
+        "host_call_timeout",
+        default=30.0,
+        min=1,
+        help="Deadline of one Host.setDHCP call from the DHCP manager, in seconds; then it "
+        "is retried with backoff. Calls to different hosts run side by side, so a host "
+        "that does not answer delays no other.",
     ),
 ]
 

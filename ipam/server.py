@@ -75,9 +75,12 @@ def run(conf: cfg.ConfigOpts) -> None:
             LeaderLock(db, conf.state_path),
             conf.dhcp.host_down_time,
             conf.dhcp.startup_grace,
+            call_timeout=conf.dhcp.host_call_timeout,
+            release_after=conf.dhcp.dhcp_port_release_after,
             load=conf.dhcp.placement_load,
         )
     wake = manager.wake if manager is not None else None
+    notifier.on_topology_change = wake
     readiness = Readiness(
         store,
         conf.dhcp.ready_policy,

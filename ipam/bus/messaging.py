@@ -304,7 +304,10 @@ class Bus:
         self._pub_conn: kombu.Connection | None = None
         self._producer: kombu.Producer | None = None
         self._declared: set[str] = set()
-        self._call_lock = threading.Lock()
+        # One call at a time per reply queue (its consumer and deletion are the call's);
+        # calls on different reply queues run side by side.
+        self._call_locks: dict[str, threading.Lock] = {}
+        self._call_locks_guard = threading.Lock()
         self._closed = False
 
     def __repr__(self) -> str:
@@ -520,7 +523,9 @@ class Bus:
             finally:
                 message.ack()
 
-        with self._call_lock, self._connect(f"call {queue}", AMQP_HEARTBEAT) as conn:
+        with self._call_locks_guard:
+            call_lock = self._call_locks.setdefault(reply_queue, threading.Lock())
+        with call_lock, self._connect(f"call {queue}", AMQP_HEARTBEAT) as conn:
             conn.ensure_connection(
                 max_retries=RETRY_POLICY["max_retries"],
                 interval_start=RETRY_POLICY["interval_start"],

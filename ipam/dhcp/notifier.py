@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ipam.bus import contracts
@@ -93,6 +94,9 @@ class Notifier:
         self._cache: dict[str, list[str]] | None = None
         self._cached_at = 0.0
         self._generation = 0
+        #: Called after a network or subnet changed: wakes the DHCP manager (placement
+        #: depends on HA counts, bridges and DHCP-enabled subnets).
+        self.on_topology_change: Callable[[], None] | None = None
 
     # -- subscriptions --------------------------------------------------------------------
 
@@ -153,9 +157,15 @@ class Notifier:
 
     def subnet_changed(self, subnet: dict[str, Any]) -> None:
         self._subnet("subnet.update", subnet)
+        self._topology_changed()
 
     def subnet_deleted(self, subnet: dict[str, Any]) -> None:
         self._subnet("subnet.delete", subnet)
+        self._topology_changed()
+
+    def _topology_changed(self) -> None:
+        if self.on_topology_change is not None:
+            self.on_topology_change()
 
     def _subnet(self, type_: str, subnet: dict[str, Any]) -> None:
         self._publish(
@@ -186,6 +196,7 @@ class Notifier:
             "network.update",
             lambda: NetworkEvent(network_id=net["id"], revision_number=net["revision_number"]),
         )
+        self._topology_changed()
 
     def network_deleted(self, net_id: str, revision: int) -> None:
         self._publish(
@@ -193,3 +204,4 @@ class Notifier:
             "network.delete",
             lambda: NetworkEvent(network_id=net_id, revision_number=revision),
         )
+        self._topology_changed()

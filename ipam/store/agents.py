@@ -78,12 +78,17 @@ def heartbeat(
     )
 
 
-def release(conn: Connection, host: str, net_id: str, now: float) -> list[dict[str, Any]]:
-    """Unsubscribe host from net_id and delete its DHCP port(s) there; returns them."""
+def release(conn: Connection, host: str, net_id: str, now: float | None) -> list[dict[str, Any]]:
+    """Unsubscribe host from net_id and delete its DHCP port(s) there; returns them.
+    ``now``: the agent itself released it (it was seen now); None: the DHCP manager
+    did, for a host that is gone (its last heartbeat stays what it was)."""
     row = _agent_row(conn, host)
     if row is not None:
         served = [n for n in row.networks if n != net_id]
-        _save(conn, row, host, {"networks": served, "last_seen": now})
+        values: dict[str, Any] = {"networks": served}
+        if now is not None:
+            values["last_seen"] = now
+        _save(conn, row, host, values)
     gone = []
     for port_row in _dhcp_port_rows(conn, net_id, host):
         gone.append(ports.delete(conn, port_row.id))
@@ -114,6 +119,20 @@ def subscriptions(conn: Connection) -> dict[str, list[str]]:
 
 
 # -- DHCP ports --------------------------------------------------------------------------
+
+
+def dhcp_port_networks(conn: Connection, host: str) -> list[str]:
+    """The networks on which host has a DHCP port."""
+    query = (
+        sa.select(ports_table.c.network_id)
+        .where(
+            ports_table.c.device_owner == DHCP_OWNER,
+            ports_table.c.host_id == host,
+            ports_table.c.device_id == dhcp_device_id(host),
+        )
+        .distinct()
+    )
+    return sorted(conn.execute(query).scalars())
 
 
 def _dhcp_port_rows(conn: Connection, net_id: str, host: str) -> Sequence[Row]:

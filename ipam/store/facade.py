@@ -240,9 +240,19 @@ class Store:
         with self.db.read() as c:
             return hosts.list_(c)
 
-    def release_network(self, host: str, net_id: str) -> list[dict[str, Any]]:
-        """host no longer serves net_id: unsubscribe it, delete its DHCP port there."""
-        gone = self.db.write(lambda c: agents.release(c, host, net_id, time.time()))
+    def dhcp_port_networks(self, host: str) -> list[str]:
+        """The networks on which host has a DHCP port."""
+        with self.db.read() as c:
+            return agents.dhcp_port_networks(c, host)
+
+    def release_network(
+        self, host: str, net_id: str, by_agent: bool = True
+    ) -> list[dict[str, Any]]:
+        """host no longer serves net_id: unsubscribe it, delete its DHCP port there
+        (its address goes to the freed list). ``by_agent``: the host's agent said so
+        (it is alive); else the DHCP manager releases it for a host long gone."""
+        now = time.time() if by_agent else None
+        gone = self.db.write(lambda c: agents.release(c, host, net_id, now))
         self._notify(lambda n: n.invalidate())
         for port in gone:
             LOG.info("Deleted DHCP port %s of host %s on network %s", port["id"], host, net_id)
