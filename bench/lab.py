@@ -7,6 +7,10 @@ services, agents, dnsmasq, udhcpc) under a throw-away name and directory, then:
 - lease: per VM, from the port create's return to the client's lease (ms), and how
   many VMs leased exactly their allocated IP on their first DISCOVER;
 - port_create: the POST that waits for a serving dnsmasq to load the port (ms);
+- idle_cpu_percent: all the lab's processes (engine, host services, agents, dnsmasq,
+  the VMs' DHCP clients: every process whose command line names the lab's
+  directory) over ``--idle-s`` seconds with nothing happening, in percent of one
+  core, from /proc (psutil), the share of each kind in the progress lines;
 - failover_s: ``lab host kill`` of the host serving the most networks, until every
   network it served runs on another host (host_down_time 3 s);
 - down_s: ``lab down``, which must leave no namespace of the lab.
@@ -17,12 +21,14 @@ Figures come last as ``metric: value unit``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import psutil
 from pyroute2 import netns
 
 from ipam.lab.harness import free_port
@@ -35,11 +41,47 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def lab_processes(base: Path) -> list[psutil.Process]:
+    out = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if any(str(base) in arg for arg in proc.info["cmdline"] or []):
+            out.append(proc)
+    return out
+
+
+def idle_cpu(base: Path, seconds: float) -> tuple[float, dict[str, float]]:
+    """Percent of one core the lab's processes used over ``seconds``, and by kind."""
+
+    def kind(proc: psutil.Process) -> str:
+        cmd = " ".join(proc.info["cmdline"] or [])
+        for word in ("dnsmasq", "dhcp-agent", "host ", "engine", "udhcpc", "dhclient"):
+            if word in cmd:
+                return word.strip()
+        return "other"
+
+    procs = lab_processes(base)
+    before = {}
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            t = proc.cpu_times()
+            before[proc.pid] = (proc, t.user + t.system)
+    time.sleep(seconds)  # the measurement window itself, not a synchronisation
+    total, by_kind = 0.0, dict[str, float]()
+    for proc, used in before.values():
+        with contextlib.suppress(psutil.Error):
+            t = proc.cpu_times()
+            share = (t.user + t.system - used) / seconds * 100
+            total += share
+            by_kind[kind(proc)] = by_kind.get(kind(proc), 0.0) + share
+    return total, by_kind
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, default=3)
     parser.add_argument("--networks", type=int, default=4)
     parser.add_argument("--vms", type=int, default=100)
+    parser.add_argument("--idle-s", type=float, default=10.0, help="idle window (s)")
     args = parser.parse_args()
     name = f"b{rand(6)}"
     base = Path(tempfile.mkdtemp(prefix="bench-lab-", dir="/var/tmp"))
@@ -78,6 +120,13 @@ def main() -> int:
             ("port_create_p50_ms", statistics.median(creates), "ms"),
             ("port_create_p99_ms", _pct(creates, 0.99), "ms"),
         ]
+        time.sleep(3)  # let the boot's last renewals and heartbeats pass
+        idle, by_kind = idle_cpu(base, args.idle_s)
+        progress(
+            f"idle over {args.idle_s:.0f}s: "
+            + ", ".join(f"{k} {v:.2f}%" for k, v in sorted(by_kind.items()))
+        )
+        figures.append(("idle_cpu_percent", idle, "% of a core"))
         victim = max(st["hosts"], key=lambda h: len(h["serves"]))
         killed = lab.kill_host(victim["name"])
         figures.append(

@@ -93,7 +93,7 @@ def watch_links(changed: threading.Event, stopping: threading.Event) -> None:
         with IPRoute() as ip:
             ip.bind(groups=RTMGRP_LINK)
             while not stopping.is_set():
-                ready, _, _ = select.select([ip], [], [], 0.5)
+                ready, _, _ = select.select([ip], [], [], 2.0)
                 if ready:
                     ip.get()
                     changed.set()
@@ -123,8 +123,13 @@ class HostService:
             env, contracts.make("jsonrpc.reply", contracts.JsonRpcResponse(**response), self.host)
         )
 
-    def heartbeat(self) -> None:
-        now = bridges(self.netconf_dir)
+    def stop(self) -> None:
+        self.stopping.set()
+        self.links_changed.set()  # ends the main loop's wait for the next beat
+
+    def heartbeat(self, now: list[str] | None = None) -> None:
+        """Tell the engine this host lives and carries ``now`` (default: look)."""
+        now = bridges(self.netconf_dir) if now is None else now
         if self._reported is not None and now != self._reported:
             LOG.info("Host %s now carries bridges %s", self.host, ", ".join(now) or "(none)")
         self._reported = now
@@ -138,8 +143,8 @@ class HostService:
         )
 
     def run(self) -> None:
-        signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
-        signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
+        signal.signal(signal.SIGTERM, lambda *_: self.stop())
+        signal.signal(signal.SIGINT, lambda *_: self.stop())
         LOG.info("Host service starting on host %s", self.host)
         consumer = threading.Thread(
             target=self.bus.consume,
@@ -151,22 +156,29 @@ class HostService:
         threading.Thread(
             target=watch_links, name="links", daemon=True, args=(self.links_changed, self.stopping)
         ).start()
-        next_beat = 0.0
-        stamp = netconf_stamp(self.netconf_dir)
+        # The bridges are looked up again only when a link changed (netlink) or VDSM
+        # saved its configuration; between changes a heartbeat repeats what it knows,
+        # and the loop sleeps until the next beat or change (VDSM's configuration is
+        # looked at every 0.2 s, where there is one).
+        next_beat, stamp, carried = 0.0, netconf_stamp(self.netconf_dir), None
         while not self.stopping.is_set():
             changed = self.links_changed.is_set()
             self.links_changed.clear()
             now_stamp = netconf_stamp(self.netconf_dir)
-            changed, stamp = changed or now_stamp != stamp, now_stamp
-            if time.monotonic() >= next_beat or (
-                changed and bridges(self.netconf_dir) != self._reported
-            ):
+            if carried is None or changed or now_stamp != stamp:
+                stamp = now_stamp
                 try:
-                    self.heartbeat()
+                    carried = bridges(self.netconf_dir)
+                except Exception:
+                    LOG.exception("Listing the bridges failed; retrying")
+            if carried is not None and (time.monotonic() >= next_beat or carried != self._reported):
+                try:
+                    self.heartbeat(carried)
                 except Exception:
                     LOG.exception("Heartbeat failed; retrying")
                 next_beat = time.monotonic() + self.conf.host.heartbeat_interval
-            self.links_changed.wait(min(0.2, self.conf.host.heartbeat_interval))
+            wait = max(0.0, next_beat - time.monotonic())
+            self.links_changed.wait(min(wait, 0.2) if self.netconf_dir else wait)
             if self.stopping.is_set():
                 break
         LOG.info("Host service stopping; the DHCP agent keeps running")
