@@ -14,6 +14,7 @@ from oslo_config import cfg
 
 from ipam import config
 from ipam.api.app import auth_plugin, create_app
+from ipam.api.metrics import Metrics
 from ipam.db import migrate
 from ipam.db.engine import Database
 from ipam.dhcp.bus_server import BusServer
@@ -91,8 +92,19 @@ def run(conf: cfg.ConfigOpts) -> None:
     bus_server = BusServer(
         store, bus, notifier, on_acks=readiness.acks_recorded, on_bridges_changed=wake
     )
+    metrics = Metrics(
+        store,
+        conf.dhcp.host_down_time,
+        outbox_depth=notifier.outbox.held,
+        failovers=(lambda: manager.failovers) if manager is not None else None,
+    )
     app = create_app(
-        store, auth_plugin(conf), conf.api.max_request_body_size, conf.api.public_url, readiness
+        store,
+        auth_plugin(conf),
+        conf.api.max_request_body_size,
+        conf.api.public_url,
+        readiness,
+        metrics,
     )
     tls = bool(conf.api.ssl_cert_file)
     LOG.info(

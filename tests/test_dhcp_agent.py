@@ -8,6 +8,7 @@ import os
 import signal
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from dhcp_driver.mapping import write_mapping
 from ipam.lab.netparts import rand
@@ -71,6 +72,17 @@ def test_agent_serves_dhcpv6_on_the_engines_ipv6_subnet(world_factory) -> None: 
     assert lease6["dns"].split() == ["fd66::53"]
     lease4 = vm.udhcpc(w.tmp, tries=1)
     assert lease4 is not None and lease4["ip"] == addresses[w.subnet["id"]]
+    # The engine's metrics say the same as its API: one ACTIVE port, one server.
+    w.wait_serving()
+    scraped = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(w.api.get("/metrics").text)
+        for s in f.samples
+    }
+    net = ("network_id", w.net_id)
+    assert scraped[("ovirt_ipam_ports", (net, ("status", "ACTIVE")))] == 1
+    assert scraped[("ovirt_ipam_network_dhcp_servers", (("kind", "serving"), net))] == 1
+    assert scraped[("ovirt_ipam_port_create_seconds_count", ())] == 1
 
     assert w.api.delete(f"/v2.0/ports/{port['id']}").status_code == 204
     gone = w.vm(port["mac_address"])

@@ -7,6 +7,8 @@ from oslo_config import cfg
 
 from ipam.api import agents, discovery, errors, identity
 from ipam.api.auth import AuthPlugin, NoAuth, StaticTokenAuth
+from ipam.api.metrics import Metrics
+from ipam.api.metrics import router as metrics_router
 from ipam.api.middleware import BodyLimitAndAccessLog, ClientPaths
 from ipam.api.models import NetworkBody, PortBody, SubnetBody
 from ipam.api.resources import Crud, crud_router
@@ -40,6 +42,7 @@ def create_app(
     max_body: int = 1024 * 1024,
     public_url: str | None = None,
     readiness: Readiness | None = None,
+    metrics: Metrics | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="ovirt-ipam",
@@ -54,6 +57,7 @@ def create_app(
     app.state.host_down_time = readiness.host_down_time if readiness else 6.0
     app.state.auth = auth or NoAuth()
     app.state.public_url = public_url
+    app.state.metrics = metrics or Metrics(store, app.state.host_down_time)
     errors.install(app)
 
     def store_of(request: Request) -> Store:
@@ -62,6 +66,7 @@ def create_app(
     app.include_router(discovery.router)
     app.include_router(agents.router)
     app.include_router(identity.router)
+    app.include_router(metrics_router)
     networks = Crud(
         Store.list_networks,
         Store.get_network,
@@ -94,5 +99,5 @@ def create_app(
         )
     )
     app.add_middleware(ClientPaths)  # inside the access log: it logs the path as sent
-    app.add_middleware(BodyLimitAndAccessLog, max_body=max_body)
+    app.add_middleware(BodyLimitAndAccessLog, max_body=max_body, metrics=app.state.metrics)
     return app

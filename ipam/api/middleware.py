@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import time
+from typing import Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -15,13 +16,17 @@ from ipam.api.views import BASE, OVIRT, OVIRT_BASE, VIEW
 LOG = logging.getLogger("ipam.api.access")
 
 
+class RequestObserver(Protocol):
+    def request(self, method: str, path: str, status: int, seconds: float) -> None: ...
+
+
 def _error(status: int, type_: str, message: str) -> bytes:
     return json.dumps({"NeutronError": {"type": type_, "message": message, "detail": ""}}).encode()
 
 
 class BodyLimitAndAccessLog:
-    def __init__(self, app: ASGIApp, max_body: int) -> None:
-        self.app, self.max_body = app, max_body
+    def __init__(self, app: ASGIApp, max_body: int, metrics: RequestObserver | None = None) -> None:
+        self.app, self.max_body, self.metrics = app, max_body, metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -75,6 +80,7 @@ class BodyLimitAndAccessLog:
             client = scope.get("client") or ("-", 0)
             query = scope.get("query_string", b"").decode("latin-1")
             path = scope["path"] + (f"?{query}" if query else "")
+            elapsed = time.monotonic() - start
             LOG.info(
                 '%s "%s %s" status: %d len: %d time: %.4f',
                 client[0],
@@ -82,8 +88,10 @@ class BodyLimitAndAccessLog:
                 path,
                 status,
                 length,
-                time.monotonic() - start,
+                elapsed,
             )
+            if self.metrics is not None:
+                self.metrics.request(scope["method"], scope["path"], status, elapsed)
 
     async def _read_body(self, receive: Receive) -> bytes | None:
         chunks, size = [], 0

@@ -83,6 +83,7 @@ class DhcpManager:
         self._owing: dict[str, float] = {}  # host -> since when it owes an answer (monotonic)
         self._pool = ThreadPoolExecutor(CALL_WORKERS, thread_name_prefix="dhcp-call")
         self._released: dict[str, float] = {}  # host -> the last_seen its ports went at
+        self.failovers = 0  # placements moved off a host that was down (a metric)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="dhcp-manager", daemon=True)
@@ -147,7 +148,17 @@ class DhcpManager:
         weight = None
         if self.load == "ports":
             weight = self.store.port_counts()
-        lists = host_lists(place(networks, hosts, current, weight), networks, hosts)
+        placed = place(networks, hosts, current, weight)
+        moved = sum(
+            1
+            for net_id, before in current.items()
+            for host in before
+            if host in hosts and not hosts[host].live and host not in placed.get(net_id, [])
+        )
+        if moved:
+            self.failovers += moved
+            LOG.info("Moved %d placement(s) off hosts that are down", moved)
+        lists = host_lists(placed, networks, hosts)
         for name, wanted in lists.items():
             row = rows[name]
             if wanted != (row["dhcp_desired"] or []):

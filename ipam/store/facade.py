@@ -267,6 +267,19 @@ class Store:
         with self.db.read() as c:
             return agents.list_agents(c)
 
+    def metrics_view(self) -> dict[str, Any]:
+        """What the metrics endpoint reads, in one transaction (ipam.api.metrics):
+        addresses per subnet, ports counted by (network, status), the networks' HA
+        counts, the agents and the hosts; a few queries whatever the store's size."""
+        with self.db.read() as c:
+            return {
+                "subnets": availability.per_subnet(c),
+                "ports": ports.count_by_status(c),
+                "networks": networks.ha_counts(c),
+                "agents": agents.list_agents(c),
+                "hosts": hosts.list_(c),
+            }
+
     def agent_subscriptions(self) -> dict[str, list[str]]:
         """network id -> hosts whose agents are subscribed to it."""
         with self.db.read() as c:

@@ -242,3 +242,9 @@ def delete(conn: Connection, net_id: str) -> int:
     conn.execute(sa.delete(subnets).where(subnets.c.network_id == net_id))
     conn.execute(sa.delete(networks).where(networks.c.id == net_id))
     return row.revision_number
+
+
+def ha_counts(conn: Connection) -> list[dict[str, Any]]:
+    """Every network's id and HA count (one light query)."""
+    query = sa.select(networks.c.id, networks.c.ha_count).order_by(networks.c.id)
+    return [{"id": r.id, "ha_count": r.ha_count} for r in conn.execute(query)]

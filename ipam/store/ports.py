@@ -422,3 +422,11 @@ def delete(conn: Connection, port_id: str) -> dict[str, Any]:
     allocation.release(conn, port_id)
     conn.execute(sa.delete(ports).where(ports.c.id == port_id))
     return gone
+
+
+def count_by_status(conn: Connection) -> dict[tuple[str, str], int]:
+    """(network id, status) -> number of ports, in one grouped query."""
+    query = sa.select(ports.c.network_id, ports.c.status, sa.func.count()).group_by(
+        ports.c.network_id, ports.c.status
+    )
+    return {(net, status): n for net, status, n in conn.execute(query).all()}
