@@ -177,7 +177,7 @@ class HostService:
                 except Exception:
                     LOG.exception("Heartbeat failed; retrying")
                 next_beat = time.monotonic() + self.conf.host.heartbeat_interval
-            wait = max(0.0, next_beat - time.monotonic())
+            wait = max(0.0, next_beat - time.monotonic()) if carried is not None else 1.0
             self.links_changed.wait(min(wait, 0.2) if self.netconf_dir else wait)
             if self.stopping.is_set():
                 break

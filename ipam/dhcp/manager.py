@@ -234,21 +234,26 @@ class DhcpManager:
     def _call(self, host: str, networks: list[dict[str, Any]]) -> None:
         try:
             host_rpc.set_dhcp(self.bus, host, networks, self.call_timeout, caller_name(host))
-        except (TimeoutError, host_rpc.HostCallError) as exc:
+        except Exception as exc:
             with self._lock:
                 failures = self._retry.get(host, (0, 0.0))[0]
                 delay = min(60.0, 0.5 * 2**failures)
                 self._retry[host] = (failures + 1, time.monotonic() + delay)
                 if isinstance(exc, host_rpc.HostCallError):
                     self._owing.pop(host, None)  # it answered, with an error
-            LOG.warning("Host.setDHCP on host %s failed (%s); retry in %.1fs", host, exc, delay)
-        except Exception:
-            LOG.exception("Host.setDHCP on host %s failed", host)
+            if isinstance(exc, (TimeoutError, host_rpc.HostCallError)):
+                LOG.warning("Host.setDHCP on host %s failed (%s); retry in %.1fs", host, exc, delay)
+            else:
+                LOG.exception("Host.setDHCP on host %s failed; retry in %.1fs", host, delay)
         else:
             with self._lock:
                 self._retry.pop(host, None)
                 recovered = self._owing.pop(host, None)
-            self.store.set_host_dhcp(host, confirmed=networks)
+            try:
+                self.store.set_host_dhcp(host, confirmed=networks)
+            except Exception:  # the next step finds it unconfirmed and calls again
+                LOG.exception("Recording host %s's confirmation failed", host)
+                return
             LOG.info("Host %s confirmed Host.setDHCP with %d network(s)", host, len(networks))
             if recovered is not None and time.monotonic() - recovered > self.host_down_time:
                 LOG.info("Host %s answers again: it may serve networks again", host)
