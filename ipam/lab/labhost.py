@@ -65,10 +65,10 @@ class LabHost:
             host = {name}
             mapping_file = {self.state}/dhcp-networks.json
             namespace_prefix = {self.prefix}
-            heartbeat_interval = 0.5
+            heartbeat_interval = 0.75
             lease_time = {lease_time}
             [host]
-            heartbeat_interval = 0.3
+            heartbeat_interval = 0.75
             agent_manager = direct
             """)
             + extra_conf
