@@ -32,7 +32,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from queue import Empty
 from typing import Any
 from urllib.parse import urlsplit
@@ -126,10 +126,12 @@ class _OrderedChannel(filesystem.Channel):
 
 
 class _FolderWatch:
-    """Wakes the consumers of one message directory when a message file arrives (its
-    rename into the directory), so that an idle consumer sleeps instead of listing the
-    directory every polling_interval. One inotify instance and one thread per
-    directory and process; the consumers wait on a counter of arrivals."""
+    """Wakes the consumers of one message directory when a message file for one of
+    their queues arrives (its rename into the directory, named ``….QUEUE.msg``), so
+    that an idle consumer sleeps instead of listing the directory every
+    polling_interval, and is not woken by the messages of other queues (every
+    process's heartbeats pass through the same directory). One inotify instance and
+    one thread per directory and process; consumers wait on counters of arrivals."""
 
     RESCAN_S = 1.0  # a consumer looks anyway this often: nothing is left behind for long
     _watches: dict[tuple[int, str], _FolderWatch] = {}
@@ -157,7 +159,8 @@ class _FolderWatch:
         except OSError:
             self.inotify.close()
             raise
-        self.arrivals = 0
+        self.counts: dict[str, int] = {}  # queue -> message files arrived for it
+        self.overflows = 0  # events lost: every consumer must look
         self.cond = threading.Condition()
         threading.Thread(target=self._run, name=f"bus-watch {folder}", daemon=True).start()
 
@@ -169,20 +172,36 @@ class _FolderWatch:
                 LOG.exception("Reading the bus directory's inotify events failed")
                 events = []
                 time.sleep(self.RESCAN_S)
-            if any(
-                e.mask & inotify_flags.Q_OVERFLOW or (e.name and not e.name.startswith("."))
+            queues = {
+                e.name.partition(".")[2][: -len(".msg")]
                 for e in events
-            ):
+                if e.name and not e.name.startswith(".") and e.name.endswith(".msg")
+            }
+            overflow = any(e.mask & inotify_flags.Q_OVERFLOW for e in events)
+            if queues or overflow:
                 with self.cond:
-                    self.arrivals += 1
+                    for queue in queues:
+                        self.counts[queue] = self.counts.get(queue, 0) + 1
+                    self.overflows += overflow
                     self.cond.notify_all()
 
-    def wait(self, seen: int, timeout: float) -> bool:
-        """Until a message arrived after the count ``seen`` was read (True), or timeout."""
+    def arrivals(self, queues: Iterable[str]) -> int:
+        """A count that grows whenever a message for one of the queues arrives."""
         with self.cond:
-            if self.arrivals == seen:
-                self.cond.wait(timeout)
-            return self.arrivals != seen
+            return self.overflows + sum(self.counts.get(q, 0) for q in queues)
+
+    def wait(self, queues: list[str], seen: int, timeout: float) -> bool:
+        """Until a message for one of the queues arrived after ``seen`` was read
+        (True), or timeout."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                if self.overflows + sum(self.counts.get(q, 0) for q in queues) != seen:
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.cond.wait(left)
 
 
 class OrderedFilesystemTransport(filesystem.Transport):
@@ -202,8 +221,9 @@ class OrderedFilesystemTransport(filesystem.Transport):
             super().drain_events(connection, timeout=timeout)
             return
         start = time.monotonic()
+        queues = [q for channel in self.channels for q in channel._active_queues]
         while True:
-            seen = watch.arrivals  # read before looking: an arrival meanwhile is not missed
+            seen = watch.arrivals(queues)  # read before looking: no arrival is missed
             try:
                 cycle.get(self._deliver, timeout=timeout)
                 return
@@ -212,7 +232,7 @@ class OrderedFilesystemTransport(filesystem.Transport):
                 if left is not None and left <= 0:
                     raise TimeoutError() from None
                 wait = _FolderWatch.RESCAN_S if left is None else min(left, _FolderWatch.RESCAN_S)
-                if not watch.wait(seen, wait) and left is not None and left <= wait:
+                if not watch.wait(queues, seen, wait) and left is not None and left <= wait:
                     raise TimeoutError() from None  # nothing arrived: no need to look again
 
 
