@@ -42,7 +42,9 @@ class World:
         self.bridge = Bridge()
         write_mapping(tmp / "mapping.json", [{"name": self.bridge.name, "id": self.net_id}])
         self.vms: list[Vm] = []
-        self.servers: list[tuple[OvirtInterfaceDriver, ServedNetwork]] = []
+        # (driver, its server): the driver is recorded before it plugs, so that
+        # close() unplugs it even when the server was never made.
+        self.servers: list[tuple[OvirtInterfaceDriver, ServedNetwork | None]] = []
         self.dhcp_port, self.served = self.server(2)
 
     def server(self, host: int) -> tuple[PortState, ServedNetwork]:
@@ -50,7 +52,7 @@ class World:
         on the bridge, DHCP port (addresses .host / ::host) and dnsmasq."""
         driver = OvirtInterfaceDriver(str(self.tmp / "mapping.json"), f"t-{rand()}-")
         dhcp_port = self.port(f"02:aa:00:00:00:{host:02x}", host, owner="network:dhcp")
-        self.servers.append((driver, None))  # type: ignore[arg-type]  # unplugged on close
+        self.servers.append((driver, None))
         driver.plug_new(self.net_id, dhcp_port.mac_address, self.bridge.name, MTU)
         prefix = {4: "24", 6: "64"}
         driver.init_l3(
@@ -308,11 +310,14 @@ def test_dhcpv6_leases_hold_across_respawn_and_failover(stateful: World) -> None
     assert server is not None
     duid = dhcp6msg.hexbytes(server)
 
-    def renewed(msg_type: int, server_duid: bytes | None) -> bool:
+    def answer(msg_type: int, server_duid: bytes | None) -> dhcp6msg.Reply:
         reply = dhcp6msg.exchange(vm.ns, msg_type, client, iaid, address, server_duid)
         assert reply is not None, "no reply"
-        print(reply)
         assert reply.server_duid == duid
+        return reply
+
+    def renewed(msg_type: int, server_duid: bytes | None) -> bool:
+        reply = answer(msg_type, server_duid)
         return reply.addresses.get(address, 0) > 0 and reply.status in (None, 0)
 
     assert renewed(dhcp6msg.RENEW, duid)
@@ -328,7 +333,7 @@ def test_dhcpv6_leases_hold_across_respawn_and_failover(stateful: World) -> None
     dhcp_port2, served2 = world.server(3)
     served2.apply_state(world.state([port], dhcp_port2))
     world.served.stop()
-    assert not renewed(dhcp6msg.RENEW, duid)
+    assert answer(dhcp6msg.RENEW, duid).status == dhcp6msg.NO_BINDING
     assert renewed(dhcp6msg.REQUEST, duid)
     assert renewed(dhcp6msg.RENEW, duid)
     assert renewed(dhcp6msg.REBIND, None)
