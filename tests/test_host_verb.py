@@ -182,6 +182,17 @@ def test_set_dhcp_starts_reconciles_and_stops_the_agent(world: HostWorld) -> Non
 
 
 @pytest.mark.root
+def test_a_sighup_while_the_agent_starts_does_not_end_it(world: HostWorld) -> None:
+    """Two Host.setDHCP calls in a row: the second's SIGHUP ("re-read the mapping") may
+    reach the agent before it installed its handler; it must not end the agent."""
+    assert world.set_dhcp([world.entry(0)]).returncode == 0
+    agent = wait_for(world.agent_pid, 15, "agent started")
+    os.kill(agent, signal.SIGHUP)  # at once, as the host service's reconcile does
+    wait_for(lambda: world.nets[0]["id"] in world.dnsmasq(), 20, "network 0 served")
+    assert world.agent_pid() == agent
+
+
+@pytest.mark.root
 @pytest.mark.parametrize(
     "bad",
     [

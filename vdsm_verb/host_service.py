@@ -145,6 +145,9 @@ class HostService:
     def run(self) -> None:
         signal.signal(signal.SIGTERM, lambda *_: self.stop())
         signal.signal(signal.SIGINT, lambda *_: self.stop())
+        # Inherited by the DHCP agent it starts: a SIGHUP ("re-read the mapping") that
+        # reaches the agent before it installed its handler does not end it.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         LOG.info("Host service starting on host %s", self.host)
         consumer = threading.Thread(
             target=self.bus.consume,

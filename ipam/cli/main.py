@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from typing import TYPE_CHECKING
+
+# A DHCP agent is told to re-read its mapping by SIGHUP, which may come while it is
+# still starting (two Host.setDHCP calls in a row): SIGHUP's default action would end
+# it. Ignored from here until Agent.run installs its handler; the agent reads the
+# mapping only after that, so nothing is lost. (Its starter, the host service,
+# ignores SIGHUP too, which its children inherit, closing even this window.)
+if sys.argv[1:2] == ["dhcp-agent"]:
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 from oslo_config import cfg
 from sqlalchemy import exc as sa_exc
