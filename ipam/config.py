@@ -167,8 +167,9 @@ dhcp_opts = [
         min=0,
         help="Seconds after a host's last heartbeat at which the DHCP manager deletes "
         "its DHCP ports (network:dhcp) on the networks it no longer serves, so their "
-        "addresses go back to the pools; a host that comes back gets new ones. Its "
-        "networks move to other hosts after host_down_time already.",
+        "addresses go back to the pools, and removes its queues on the bus with what "
+        "they hold; a host that comes back gets new ones. Its networks move to other "
+        "hosts after host_down_time already.",
     ),
     cfg.FloatOpt(
         "host_call_timeout",

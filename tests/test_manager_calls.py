@@ -7,6 +7,7 @@ as a SIGSTOPped host service would."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -99,6 +100,12 @@ def world(
         store.db.dispose()
 
 
+def queued(bus: Bus, queue: str) -> int:
+    """Message files of queue on the filesystem bus."""
+    folder = bus.url[len("filesystem://") :]
+    return sum(1 for n in os.listdir(folder) if n.partition(".")[2] == f"{queue}.msg")
+
+
 def network(store: Store, bridge: str) -> str:
     net = store.create_network({"name": bridge, "vdsm_name": bridge, "ha_count": 1})
     store.create_subnet({"network_id": net["id"], "cidr": f"10.{bridge[2:]}.0.0/24"})
@@ -147,12 +154,18 @@ def test_a_hung_host_stalls_no_other_and_loses_its_networks(world) -> None:  # t
 
 
 def test_a_host_gone_for_release_after_loses_its_dhcp_ports(world) -> None:  # type: ignore[no-untyped-def]
-    store, _manager, _hosts, beating = world
+    store, manager, _hosts, beating = world
     n1 = network(store, "br1")
     wait_for(lambda: confirmed(store, "a-hangs") == {n1}, 10, "n1 placed on a-hangs")
     port = store.ensure_dhcp_port(n1, "a-hangs")  # as its agent's first sync makes it
     assert port is not None and store.dhcp_port_networks("a-hangs") == [n1]
     address = port["fixed_ips"][0]["ip_address"]
+
+    # An event for its agent that nobody will consume: gone with its queue, later.
+    bus = manager.bus
+    event = contracts.make("engine.started", contracts.EngineStarted(started_at=1.0), "engine")
+    bus.publish(contracts.agent_queue("a-hangs"), event)
+    assert queued(bus, contracts.agent_queue("a-hangs")) == 1
 
     del beating["a-hangs"]  # the host is gone: no more heartbeats
     gone_at = time.monotonic()
@@ -166,6 +179,8 @@ def test_a_host_gone_for_release_after_loses_its_dhcp_ports(world) -> None:  # t
     assert time.monotonic() - gone_at >= RELEASE_AFTER - 0.5  # (heartbeats every 0.2 s)
     held = {f["ip_address"] for p in store.list_ports() for f in p["fixed_ips"]}
     assert address not in held
+    wait_for(lambda: queued(bus, contracts.agent_queue("a-hangs")) == 0, 5, "its queue gone")
+    assert queued(bus, contracts.agent_queue("b-answers")) == 0  # (never had one)
 
     beating["a-hangs"] = ["br1", "br3"]  # it comes back: a new DHCP port
     again = store.ensure_dhcp_port(n1, "a-hangs")

@@ -566,11 +566,20 @@ class Bus:
                         conn.drain_events(timeout=min(left, DRAIN_TIMEOUT))
         return result[0]
 
-    def delete_queue(self, queue: str) -> None:
-        """Remove a queue that is no longer needed (a one-off caller's reply queue).
+    def delete_queue(self, queue: str, purge: bool = False) -> None:
+        """Remove a queue that is no longer needed (a one-off caller's reply queue, the
+        queues of a host gone for good) and the messages it still holds.
 
-        On filesystem:// a queue is only its message files, consumed already."""
+        On filesystem:// a queue is only its message files: with ``purge`` those left
+        are deleted (a reply queue's are consumed already)."""
         if self.url.startswith("filesystem://"):
+            if purge:
+                folder = self.url[len("filesystem://") :]
+                suffix = f"{_queue(queue).name}.msg"  # as _OrderedChannel names them
+                for name in os.listdir(folder):
+                    if name[:1] != "." and name.partition(".")[2] == suffix:
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(os.path.join(folder, name))
             return
         with self._connect(f"delete {queue}") as conn:
             _queue(queue).bind(conn.channel()).delete()

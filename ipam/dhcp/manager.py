@@ -30,7 +30,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from ipam.bus import host_rpc
+from ipam.bus import contracts, host_rpc
 from ipam.bus.messaging import Bus
 from ipam.dhcp.leader import LeaderLock
 from ipam.dhcp.placement import Host, Network, host_lists, place
@@ -190,6 +190,20 @@ class DhcpManager:
                 len(nets),
                 ", ".join(nets),
             )
+        # Nothing is published to its queues any more (its agent is unsubscribed, and a
+        # host that is down is not called): remove them and what they hold. A host that
+        # comes back declares them again, and its agent resyncs.
+        for queue in (
+            contracts.agent_queue(host),
+            contracts.reply_queue(host),
+            contracts.host_queue(host),
+        ):
+            try:
+                self.bus.delete_queue(queue, purge=True)
+            except Exception as exc:
+                LOG.warning("Could not remove queue %s of host %s: %s", queue, host, exc)
+                return
+        LOG.info("Host %s gone: removed its queues on the bus", host)
 
     def _next_due(self, rows: dict[str, Any], alive: dict[str, bool], now: float) -> float:
         dues = [
