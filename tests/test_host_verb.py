@@ -114,7 +114,10 @@ class HostWorld:
             pid = int((self.state / "dhcp-agent.pid").read_text())
         except (OSError, ValueError):
             return None
-        return pid if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" else None
+        try:  # (it may exit while it is looked at)
+            return pid if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE else None
+        except psutil.NoSuchProcess:
+            return None
 
     def dnsmasq(self) -> dict[str, int]:
         """network id -> pid of the dnsmasq serving it for this host."""
