@@ -239,22 +239,7 @@ class Vm:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        try:
-            wait_for(
-                lambda: out.exists() or proc.poll() is not None,
-                timeout,
-                "dhclient lease",
-                interval=0.02,
-            )
-        except TimeoutError:
-            pass
-        finally:
-            stop_process(proc, 5)
-        try:
-            return _env(out)
-        finally:
-            for path in files:
-                path.unlink(missing_ok=True)
+        return _result_of(proc, out, files, timeout)
 
     def sysctl(self, **settings: str | int) -> None:
         """net.ipv6.conf settings of eth0 and ``all`` in the VM (``accept_dad=0``...)."""
@@ -360,22 +345,7 @@ class Vm:
         argv += ["-lf", str(workdir / f"dhclient6-{tag}.leases")]
         argv += ["-pf", str(workdir / f"dhclient6-{tag}.pid"), *(["-S"] if stateless else [])]
         proc = self._run([*argv, "eth0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            wait_for(
-                lambda: out.exists() or proc.poll() is not None,
-                timeout,
-                "dhclient -6 lease",
-                interval=0.02,
-            )
-        except TimeoutError:
-            pass
-        finally:
-            stop_process(proc, 5)
-        try:
-            return _env(out)
-        finally:
-            for path in files:
-                path.unlink(missing_ok=True)
+        return _result_of(proc, out, files, timeout)
 
     def remove(self) -> None:
         with contextlib.suppress(Exception), iproute_in(self.bridge_ns) as ip:
@@ -398,6 +368,24 @@ class Armed:
     def result(self) -> dict[str, str] | None:
         self.proc.wait(self.timeout)
         return _env(self.out)
+
+
+def _result_of(
+    proc: subprocess.Popen, out: Path, files: list[Path], timeout: float
+) -> dict[str, str] | None:
+    """What a foreground ISC dhclient's script wrote to ``out`` once it did (or the
+    client exited, or timeout passed); the client is ended and ``files`` removed."""
+    try:
+        wait_for(lambda: out.exists() or proc.poll() is not None, timeout, "a lease", 0.02)
+    except TimeoutError:
+        pass
+    finally:
+        stop_process(proc, 5)
+    try:
+        return _env(out)
+    finally:
+        for path in files:
+            path.unlink(missing_ok=True)
 
 
 def _env(path: Path) -> dict[str, str] | None:
