@@ -34,6 +34,7 @@ from dhcp_driver.mapping import write_mapping
 from ipam import config as ipam_config
 from ipam.bus import contracts
 from ipam.bus.contracts import (
+    DhcpOpt,
     Envelope,
     FixedIp,
     NetworkInfo,
@@ -65,17 +66,24 @@ def progress(msg: str) -> None:
 # -- synthetic engine state ---------------------------------------------------------------
 
 
+BOOTFILE = DhcpOpt(opt_name="bootfile-name", opt_value="pxelinux.0")
+
+
 class SyntheticNetwork:
     """One network with one /16 DHCP subnet, a DHCP port and ``ports`` VM ports;
     with ``ipv6`` also a /64 DHCPv6 subnet (no modes: stateful, as the engine makes
     it), each port then holding an address of each.
 
     ``index`` (0-255) makes MACs and the subnets (10.<index>.0.0/16,
-    fd00:<index>::/64) unique across the networks of one run.
+    fd00:<index>::/64) unique across the networks of one run. With ``named`` the
+    network has a domain and the DNS service, and each port a dns_name and a boot
+    file (three files per port for dnsmasq instead of one).
     """
 
-    def __init__(self, index: int, bridge: str, ports: int, ipv6: bool = False) -> None:
-        self.index, self.bridge = index, bridge
+    def __init__(
+        self, index: int, bridge: str, ports: int, ipv6: bool = False, named: bool = False
+    ) -> None:
+        self.index, self.bridge, self.named = index, bridge, named
         self.id = str(uuid.uuid4())
         self.subnet_id = str(uuid.uuid4())
         self.subnet6_id = str(uuid.uuid4()) if ipv6 else None
@@ -116,6 +124,8 @@ class SyntheticNetwork:
             revision_number=1,
             device_owner="oVirt",
             admin_state_up=True,
+            dns_name=f"vm-{j}" if self.named else None,
+            extra_dhcp_opts=[BOOTFILE] if self.named else [],
         )
 
     def _address6(self, host: int) -> list[FixedIp]:
@@ -126,7 +136,13 @@ class SyntheticNetwork:
     def state(self) -> NetworkState:
         return NetworkState(
             network=NetworkInfo(
-                id=self.id, vdsm_name=self.bridge, mtu=1500, admin_state_up=True, revision_number=1
+                id=self.id,
+                vdsm_name=self.bridge,
+                mtu=1500,
+                admin_state_up=True,
+                revision_number=1,
+                dns_domain="bench.example." if self.named else None,
+                dns_service=self.named,
             ),
             subnets=[
                 SubnetState(

@@ -2,7 +2,7 @@
 
     python -m bench.ack_latency [--samples N] [--rewrite-samples-100 N]
                                 [--rewrite-samples-10000 N]
-                                [--phases fs,fs6,rabbitmq,rewrite,cold]
+                                [--phases fs,fs6,named,rabbitmq,rewrite,cold]
                                 [--cold-timeout S] [--raise-inotify-limit N]
                                 [--polling-interval S] [--workdir-base DIR]
                                 [--keep-logs DIR] [--profile-agent DIR [--profile-gil]]
@@ -31,6 +31,10 @@ What is timed (all clocks are time.monotonic in the benchmark process):
 - ``ack_p50/p99_ms_10000_v6``: the same at 10,000 dual-stack ports (a /16 and a
   /64 DHCPv6 subnet, each port an address of each: two host lines per file), and
   ``ack_p99_v6_over_v4_10000`` its ratio to the IPv4-only figure of the same run.
+- ``ack_p50/p99_ms_10000_named``: the same at 10,000 named ports (a domain and the
+  DNS service on the network; each port a dns_name and a boot file: its opts.d,
+  dns.d and hostsdir files, all three confirmed before the ack), and
+  ``ack_p99_named_over_plain_10000`` its ratio to the plain figure of the same run.
 - ``rewrite_p50_ms_<N>``: a plain dnsmasq (own namespace, veth to a client
   namespace, ``--dhcp-hostsfile`` holding N entries, static range). Per sample: from
   the start of rewriting the whole file with one more entry (write a temp file,
@@ -92,7 +96,7 @@ from bench._agent_harness import (
     tag,
 )
 
-PHASES = ("fs", "fs6", "rabbitmq", "rewrite", "cold")
+PHASES = ("fs", "fs6", "named", "rabbitmq", "rewrite", "cold")
 SIZES = (100, 10_000)
 WARMUP = 20
 GAP_MAX = 0.03  # s, random pause before each sample's event
@@ -228,13 +232,22 @@ class Run:
     def ack_ipv6(self) -> None:
         """The fs phase's largest network, dual stack: each port an IPv4 and an IPv6
         (DHCPv6) address, so each acknowledgement covers both host lines."""
+        self._one_network("fs6", 220, "dual-stack", "_v6", ipv6=True)
+
+    def ack_named(self) -> None:
+        """The fs phase's largest network with names: a domain and the DNS service,
+        each port a dns_name and a boot file, so each acknowledgement covers three
+        files (DHCP record, options, DNS records)."""
+        self._one_network("named", 221, "named", "_named", named=True)
+
+    def _one_network(self, name: str, index: int, kind: str, suffix: str, **shape: bool) -> None:
         size = SIZES[-1]
-        url = f"filesystem://{self.tmp}/bus6"
-        progress(f"ack latency at {size} dual-stack ports on {url}")
+        url = f"filesystem://{self.tmp}/bus-{name}"
+        progress(f"ack latency at {size} {kind} ports on {url}")
         engine = self.engine(url)
-        net = SyntheticNetwork(220, self.bridge(920), size, ipv6=True)
+        net = SyntheticNetwork(index, self.bridge(index + 700), size, **shape)
         engine.add(net)
-        agent = self.agent("fs6", url)
+        agent = self.agent(name, url)
         agent.serve([net])
         t0 = agent.start()
         self.maybe_profile(agent)
@@ -243,11 +256,11 @@ class Run:
         lat = self.latency(engine, agent, net, self.args.samples)
         p50, p99 = pct(lat, 50), pct(lat, 99)
         progress(
-            f"{size} dual-stack ports: {len(lat)} samples, p50 {p50:.1f} ms, "
+            f"{size} {kind} ports: {len(lat)} samples, p50 {p50:.1f} ms, "
             f"p99 {p99:.1f} ms, max {max(lat):.1f} ms"
         )
-        self.figure(f"ack_p50_ms_{size}_v6", p50, "ms")
-        self.figure(f"ack_p99_ms_{size}_v6", p99, "ms")
+        self.figure(f"ack_p50_ms_{size}{suffix}", p50, "ms")
+        self.figure(f"ack_p99_ms_{size}{suffix}", p99, "ms")
         self.check_log(agent)
         self.finish_agent(agent)
         self.finish_engine(engine)
@@ -481,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
         phases = {
             "fs": run.ack_filesystem,
             "fs6": run.ack_ipv6,
+            "named": run.ack_named,
             "rabbitmq": run.ack_rabbitmq,
             "rewrite": run.rewrite_approach,
             "cold": run.cold_start,
@@ -493,9 +507,12 @@ def main(argv: list[str] | None = None) -> int:
         run.cleanup()
     progress(f"done in {time.monotonic() - began:.0f}s")
     got = {name: value for name, value, _ in run.figures}
-    if "ack_p99_ms_10000_v6" in got and "ack_p99_ms_10000" in got:
-        ratio = got["ack_p99_ms_10000_v6"] / got["ack_p99_ms_10000"]
-        run.figure("ack_p99_v6_over_v4_10000", ratio, "x")
+    for suffix, figure in (
+        ("_v6", "ack_p99_v6_over_v4_10000"),
+        ("_named", "ack_p99_named_over_plain_10000"),
+    ):
+        if f"ack_p99_ms_10000{suffix}" in got and "ack_p99_ms_10000" in got:
+            run.figure(figure, got[f"ack_p99_ms_10000{suffix}"] / got["ack_p99_ms_10000"], "x")
     for suffix in ("", "_rabbitmq"):
         if f"ack_p99_ms_10000{suffix}" in got and "rewrite_p50_ms_10000" in got:
             ratio = got["rewrite_p50_ms_10000"] / got[f"ack_p99_ms_10000{suffix}"]

@@ -38,6 +38,15 @@ LOG = logging.getLogger(__name__)
 _STOP = object()
 
 
+def _gateways(state: NetworkState) -> list[str]:
+    """With the DNS service, the gateways of the subnets the DHCP port is on: the
+    resolvers it forwards to may be beyond them."""
+    if not state.network.dns_service or state.dhcp_port is None:
+        return []
+    on = {f.subnet_id for f in state.dhcp_port.fixed_ips}
+    return [s.gateway_ip for s in state.subnets if s.id in on and s.gateway_ip]
+
+
 class NetworkWorker(threading.Thread):
     """Applies one network's state and events in order; resyncs it after an error."""
 
@@ -128,6 +137,7 @@ class NetworkWorker(threading.Thread):
         agent.driver.init_l3(
             self.network_id, [f"{f.ip_address}/{prefixes[f.subnet_id]}" for f in port.fixed_ips]
         )
+        agent.driver.set_gateways(self.network_id, _gateways(state))
         first = self.served is None
         if self.served is None:
             self.served = ServedNetwork(

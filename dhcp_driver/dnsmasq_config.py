@@ -8,10 +8,13 @@ import logging
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jinja2
 
+from ipam.bus import dhcp_options
 from ipam.bus.contracts import (
+    DHCP_OWNER,
     LEASE_TIME_INFINITE,
     MAX_PORTS,
     NetworkState,
@@ -39,6 +42,17 @@ class Paths:
     @property
     def hostsdir(self) -> Path:
         return self.base / "hosts.d"
+
+    @property
+    def optsdir(self) -> Path:
+        """Per-port DHCP options (``--dhcp-optsdir``), read by inotify."""
+        return self.base / "opts.d"
+
+    @property
+    def dnsdir(self) -> Path:
+        """Per-port DNS records (``--hostsdir``), read by inotify; a changed or removed
+        file's old records are dropped (unlike the two DHCP directories)."""
+        return self.base / "dns.d"
 
     @property
     def conf(self) -> Path:
@@ -185,7 +199,9 @@ def _bracketed(address: str) -> str:
 def render(state: NetworkState, paths: Paths, interface: str, lease_time: int) -> str:
     """dnsmasq.conf for this network; lease_time is the agent's default, used when
     the network sets none."""
-    subnets, subnets6, lease_max, enable_ra = [], [], 0, False
+    subnets: list[dict[str, Any]] = []
+    subnets6: list[dict[str, Any]] = []
+    lease_max, enable_ra = 0, False
     dhcp = sorted((s for s in state.subnets if s.enable_dhcp), key=lambda s: s.id)
     for i, s in enumerate(dhcp):
         if s.ip_version == 6:
@@ -197,6 +213,7 @@ def render(state: NetworkState, paths: Paths, interface: str, lease_time: int) -
             lease_max += min(net6.num_addresses, MAX_PORTS)
             subnets6.append(
                 {
+                    "id": s.id,
                     "tag": f"s{i}",
                     "network": str(net6.network_address),
                     "prefixlen": net6.prefixlen,
@@ -211,6 +228,7 @@ def render(state: NetworkState, paths: Paths, interface: str, lease_time: int) -
         routes, gateway = routes_and_gateway(s)
         subnets.append(
             {
+                "id": s.id,
                 "tag": f"s{i}",
                 "network": str(net.network_address),
                 "netmask": str(net.netmask),
@@ -221,6 +239,15 @@ def render(state: NetworkState, paths: Paths, interface: str, lease_time: int) -
         )
     own = state.dhcp_port.fixed_ips if state.dhcp_port is not None else []
     lease = lease_time if state.network.dhcp_lease_time is None else state.network.dhcp_lease_time
+    dns = state.network.dns_service
+    upstream: list[str] = []
+    if dns:
+        # The network's resolvers become dnsmasq's forwarders; VMs are told the DHCP
+        # ports' addresses instead (every serving host's, so that one may fail).
+        resolvers = dhcp_ports_by_subnet(state)
+        for entry in subnets + subnets6:
+            upstream += [d.strip("[]") for d in entry["dns"]]
+            entry["dns"] = resolvers.get(entry["id"], [])
     return _ENV.get_template("dnsmasq.conf.j2").render(
         network_id=state.network.id,
         interface=interface,
@@ -241,28 +268,107 @@ def render(state: NetworkState, paths: Paths, interface: str, lease_time: int) -
         own_ips=sorted(
             str(ipaddress.IPv4Address(f.ip_address)) for f in own if ":" not in f.ip_address
         ),
+        optsdir=paths.optsdir,
+        domain=(state.network.dns_domain or "").rstrip("."),
+        dns=dns,
+        dnsdir=paths.dnsdir,
+        upstream=list(dict.fromkeys(upstream)),
+        ipxe_tag=dhcp_options.IPXE_TAG,
+        httpboot_tag=dhcp_options.HTTPBOOT_TAG,
     )
 
 
+def dhcp_ports_by_subnet(state: NetworkState) -> dict[str, list[str]]:
+    """subnet id -> the addresses the network's DHCP ports have on it (dnsmasq's
+    spelling: IPv6 in brackets), in a stable order."""
+    out: dict[str, list[str]] = {}
+    ports = [p for p in state.ports if p.device_owner == DHCP_OWNER]
+    if state.dhcp_port is not None and state.dhcp_port.id not in {p.id for p in ports}:
+        ports.append(state.dhcp_port)
+    for port in sorted(ports, key=lambda p: p.id):
+        for f in port.fixed_ips:
+            text = _bracketed(f.ip_address) if ":" in f.ip_address else f.ip_address
+            out.setdefault(f.subnet_id, []).append(text)
+    return out
+
+
+def port_tag(port_id: str) -> str:
+    """The dnsmasq tag every record of a port sets, which its options in opts.d match.
+    It never changes, so a port's options and name change without touching its
+    record (a rewritten record would be rejected for its own address; see
+    docs/names-and-options.md)."""
+    return f"port-{uuid.UUID(port_id)}"
+
+
 def host_entry(port: PortState, kinds: dict[str, str]) -> str:
-    """A port's hostsdir file: a ``MAC,IP`` line per IPv4 address on a DHCP subnet and
-    a ``MAC,[IP]`` line per DHCPv6 address (never both on one line: dnsmasq rejects a
-    whole line whose IPv4 address is taken, and its IPv6 address with it).
+    """A port's hostsdir file: a ``MAC,set:TAG,IP`` line per IPv4 address on a DHCP
+    subnet and a ``MAC,set:TAG,[IP]`` line per DHCPv6 address (never both on one line:
+    dnsmasq rejects a whole line whose IPv4 address is taken, and its IPv6 address
+    with it).
 
     DHCPv6 knows a client only by a line with an IPv6 address or with none: a port
     whose DHCPv6 service is options only (stateless) gets an address-less line, and
     first, as the last line of a MAC wins for DHCPv4 (docs/ipv6-dataplane.md).
     """
     lines4, lines6, info6 = [], [], False
+    head = f"{port.mac_address},set:{port_tag(port.id)}"
     for f in port.fixed_ips:
         kind = kinds.get(f.subnet_id)
         if kind == DHCP4:
-            lines4.append(f"{port.mac_address},{ipaddress.IPv4Address(f.ip_address)}")
+            lines4.append(f"{head},{ipaddress.IPv4Address(f.ip_address)}")
         elif kind == DHCP6:
-            lines6.append(f"{port.mac_address},{_bracketed(f.ip_address)}")
+            lines6.append(f"{head},{_bracketed(f.ip_address)}")
         info6 |= kind == INFO6
-    known = [f"{port.mac_address},{TOMBSTONE}"] if info6 and not lines6 else []
+    known = [f"{head},{TOMBSTONE}"] if info6 and not lines6 else []
     return "".join(line + "\n" for line in known + lines4 + lines6)
+
+
+#: Option 12 by number (dnsmasq keeps the name ``hostname`` for itself); without a
+#: value dnsmasq sends no hostname (it reads an empty hostname, router, DNS or domain
+#: option as "do not send", not as empty).
+NO_HOSTNAME = "12"
+
+
+def opts_entry(port: PortState) -> str:
+    """A port's opts.d file: its hostname (option 12) and extra_dhcp_opts, each line
+    matching the port's tag. A later line wins over an earlier one for the same option
+    and tags, so the hostname line is always written: without a name it is the empty
+    one, which outranks a name read before."""
+    tag = f"tag:{port_tag(port.id)}"
+    hostname = f"{NO_HOSTNAME},{port.dns_name}" if port.dns_name else NO_HOSTNAME
+    lines = [f"{tag},{hostname}"]
+    for opt in port.extra_dhcp_opts:
+        spelling = dhcp_options.CATALOG[opt.opt_name][opt.ip_version]
+        value = spelling.check(opt.opt_value)
+        if spelling.brackets:
+            value = ",".join(_bracketed(v) for v in value.split(","))
+        tags = "".join(f",tag:{t}" for t in spelling.when)
+        lines.append(f"{tag}{tags},{spelling.option},{value}")
+    return "".join(line + "\n" for line in lines)
+
+
+def opts_keys(content: str) -> set[str]:
+    """What each line of an opts.d file sets (its tags and option), without the value:
+    a key that a file no longer has stays loaded in dnsmasq until a reload."""
+    keys = set()
+    for line in content.splitlines():
+        fields = line.split(",")
+        cut = next((i for i, f in enumerate(fields) if not f.startswith("tag:")), len(fields))
+        key = ",".join(fields[: cut + 1])
+        if key.rpartition(",")[2] != NO_HOSTNAME:
+            keys.add(key)
+    return keys
+
+
+def dns_entry(port: PortState, domain: str | None) -> str:
+    """A port's dns.d file: ``IP NAME.DOMAIN`` per address (``IP NAME`` without a
+    domain; clients append the domain they are told). One name per address: dnsmasq
+    scans its whole cache for each name a --hostsdir file adds, so a second name
+    would double the cost of every change. Empty for a port without a name."""
+    if not port.dns_name:
+        return ""
+    names = f"{port.dns_name}.{domain.rstrip('.')}" if domain else port.dns_name
+    return "".join(f"{ipaddress.ip_address(f.ip_address)} {names}\n" for f in port.fixed_ips)
 
 
 #: What a deleted port's file says instead of its address: a lease time only. (A
@@ -294,10 +400,12 @@ def ipv6_of(value: str) -> str | None:
 
 
 def parse_entry(content: str) -> list[tuple[str, str]]:
-    """(mac, ip-or-TOMBSTONE) records of a hostsdir file we wrote."""
+    """(mac, ip-or-TOMBSTONE) records of a hostsdir file we wrote (with the port's
+    tag, or without as earlier versions wrote them)."""
     out = []
     for line in content.splitlines():
-        mac, _, value = line.partition(",")
-        if mac and value:
-            out.append((mac, value))
+        mac, *fields = line.split(",")
+        values = [f for f in fields if not f.startswith(("set:", "tag:"))]
+        if mac and values:
+            out.append((mac, values[0]))
     return out

@@ -1,7 +1,8 @@
 """Following a dnsmasq log file: what it has read, and what it has rejected.
 
-With ``log-facility=FILE`` dnsmasq logs ``dnsmasq-dhcp[PID]: read PATH`` after it
-read a hostsdir file, and ``duplicate dhcp-host IP address IP at line N of PATH``
+With ``log-facility=FILE`` dnsmasq logs ``dnsmasq-dhcp[PID]: read PATH`` as it
+reads a dhcp-hostsdir or dhcp-optsdir file (``dnsmasq[PID]: read PATH - N names``
+after a --hostsdir one), and ``duplicate dhcp-host IP address IP at line N of PATH``
 right after, when it rejected a record of that file. A file's verdict is final
 once a later ``read`` line of any file follows it: dnsmasq finishes one file
 before it reads the next. inotify wakes the follower the moment a line is added.
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 from inotify_simple import INotify, flags
 
 _READ = re.compile(r"dnsmasq-dhcp\[\d+\]: read (?P<path>/\S+)$")
+# A --hostsdir (DNS) file: its records are replaced as a whole, errors logged before.
+_READ_NAMES = re.compile(r"dnsmasq\[\d+\]: read (?P<path>/\S+) - \d+ names$")
 _DUPLICATE = re.compile(
     r"dnsmasq\[\d+\]: duplicate dhcp-host IP address (?P<ip>\S+) at line \d+ of (?P<path>/\S+)$"
 )
@@ -31,7 +34,7 @@ class LogEvent:
 
 
 def parse(line: str) -> LogEvent | None:
-    match = _READ.search(line)
+    match = _READ.search(line) or _READ_NAMES.search(line)
     if match:
         return LogEvent("read", match["path"])
     match = _DUPLICATE.search(line)

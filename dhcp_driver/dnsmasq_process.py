@@ -8,9 +8,11 @@ against our configuration path) instead of interrupting DHCP.
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import logging
 import os
+import re
 import signal
 import subprocess
 import time
@@ -228,6 +230,25 @@ class DnsmasqProcess:
         self.failures += 1
         self.next_start = time.monotonic() + delay
         return delay
+
+
+#: dnsmasq before 2.91 follows freed pointers on SIGHUP once it has answered a client
+#: whose dhcp-hostsdir record sets a tag, and aborts (fixed upstream by commit
+#: f006be7, "Fix crash when reloading DHCP config on SIGHUP", in 2.91).
+SIGHUP_SAFE_WITH_TAGS = (2, 91)
+
+
+@functools.lru_cache(maxsize=8)
+def version(binary: str) -> tuple[int, int]:
+    """dnsmasq's version from ``--version`` ((0, 0) when it cannot be read)."""
+    try:
+        out = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return (0, 0)
+    match = re.search(r"version (\d+)\.(\d+)", out)
+    return (int(match[1]), int(match[2])) if match else (0, 0)
 
 
 def read_leases6(path: os.PathLike | str) -> tuple[str | None, dict[str, tuple[str, str]]]:

@@ -446,6 +446,46 @@ class OvirtInterfaceDriver:
                 )
                 LOG.info("Network %s: added address %s to %s", network_id, iface, ns_dev)
 
+    def set_gateways(self, network_id: str, gateways: list[str]) -> None:
+        """Make these (one IPv4, one IPv6 at most) the namespace's default routes, and
+        remove any other: a DNS service forwards to resolvers that may be off the
+        network. Without the DNS service the list is empty (the namespace routes
+        nothing)."""
+        network_id = _check_network_id(network_id)
+        wanted: dict[int, str] = {}
+        for gateway in gateways:
+            address = ipaddress.ip_address(gateway)
+            wanted.setdefault(address.version, str(address))
+        namespace = self.namespace_name(network_id)
+        _, ns_dev = self.device_names(network_id)
+        with _iproute(namespace) as nsr:
+            dev = _get_link(nsr, ns_dev)
+            if dev is None:
+                raise InterfaceError(f"network {network_id}: not plugged (no {ns_dev})")
+            for version, family in ((4, socket.AF_INET), (6, socket.AF_INET6)):
+                held = [
+                    r.get_attr("RTA_GATEWAY")
+                    for r in nsr.route("dump", family=family, table=254)
+                    if r["dst_len"] == 0 and r.get_attr("RTA_GATEWAY")
+                ]
+                for gateway in held:
+                    if gateway != wanted.get(version):
+                        nsr.route("del", dst="default", gateway=gateway, family=family)
+                        LOG.info("Network %s: removed default route via %s", network_id, gateway)
+                if version in wanted and wanted[version] not in held:
+                    nsr.route(
+                        "add",
+                        dst="default",
+                        gateway=wanted[version],
+                        oif=dev["index"],
+                        family=family,
+                    )
+                    LOG.info(
+                        "Network %s: default route via %s for the DNS service",
+                        network_id,
+                        wanted[version],
+                    )
+
     @staticmethod
     def _addresses(nsr: IPRoute, index: int) -> list[Any]:
         return [_address_of(m) for m in nsr.addr("dump", index=index) if m["index"] == index]

@@ -96,10 +96,16 @@ def test_host_lines_one_family_each_and_a_known_line_first_for_options_only() ->
         device_owner="",
         admin_state_up=True,
     )
-    assert cfg.host_entry(port, kinds) == f"{MAC},10.0.0.5\n{MAC},[2001:db8::5]\n"
+    # Every line sets the port's tag, which its options (opts.d) match.
+    head = f"{MAC},set:port-{port.id}"
+    assert cfg.host_entry(port, kinds) == f"{head},10.0.0.5\n{head},[2001:db8::5]\n"
+    assert cfg.parse_entry(cfg.host_entry(port, kinds)) == [
+        (MAC, "10.0.0.5"),
+        (MAC, "[2001:db8::5]"),
+    ]
     # Stateless: dnsmasq answers an information-request only for a MAC with an
     # address-less line; it goes first, as the last line of a MAC wins for DHCPv4.
     kinds[V6] = cfg.INFO6
-    assert cfg.host_entry(port, kinds) == f"{MAC},{cfg.TOMBSTONE}\n{MAC},10.0.0.5\n"
+    assert cfg.host_entry(port, kinds) == f"{head},{cfg.TOMBSTONE}\n{head},10.0.0.5\n"
     kinds[V6] = cfg.NONE
-    assert cfg.host_entry(port, kinds) == f"{MAC},10.0.0.5\n"
+    assert cfg.host_entry(port, kinds) == f"{head},10.0.0.5\n"

@@ -40,6 +40,8 @@ from pydantic import (
     model_validator,
 )
 
+from ipam.bus import dhcp_options
+
 VERSION = 1
 #: device_owner of a DHCP server's own port (one per host and network), as in Neutron.
 DHCP_OWNER = "network:dhcp"
@@ -233,6 +235,23 @@ LeaseTime = Annotated[int | None, AfterValidator(_lease_time)]
 Ipv6Mode = Literal["slaac", "dhcpv6-stateful", "dhcpv6-stateless"]
 
 
+def _dns_label(value: str) -> str:
+    if dhcp_options.dns_label(value) != value:
+        raise ValueError(f"{value!r} is not a DNS name in canonical (lower-case) form")
+    return value
+
+
+def _dns_domain(value: str) -> str:
+    if not value or dhcp_options.dns_domain(value) != value:
+        raise ValueError(f"{value!r} is not a DNS domain in canonical form")
+    return value
+
+
+DnsLabel = Annotated[str, AfterValidator(_dns_label)]
+DnsDomain = Annotated[str, AfterValidator(_dns_domain)]
+MAX_DHCP_OPTS = 32
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True)
 
@@ -245,6 +264,22 @@ class FixedIp(_Model):
     ip_address: IP
 
 
+class DhcpOpt(_Model):
+    """One of a port's extra_dhcp_opts: an allowed name (canonical) and a checked value."""
+
+    opt_name: Annotated[str, Field(max_length=64)]
+    opt_value: Annotated[str, Field(max_length=255)]
+    ip_version: Literal[4, 6] = 4
+
+    @model_validator(mode="after")
+    def _allowed(self) -> DhcpOpt:
+        name = dhcp_options.option_name(self.opt_name, self.ip_version)
+        value = dhcp_options.option_value(name, self.opt_value, self.ip_version)
+        if name != self.opt_name or value != self.opt_value:
+            raise ValueError(f"DHCP option {self.opt_name!r} is not in canonical form")
+        return self
+
+
 class PortState(_Model):
     id: Uuid
     network_id: Uuid
@@ -253,6 +288,20 @@ class PortState(_Model):
     revision_number: Revision
     device_owner: Text
     admin_state_up: bool
+    #: The port's hostname (DHCP option 12 and its DNS records); None: none.
+    dns_name: DnsLabel | None = None
+    extra_dhcp_opts: Annotated[list[DhcpOpt], Field(max_length=MAX_DHCP_OPTS)] = []
+
+    @model_serializer(mode="wrap")
+    def _without_name_defaults(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """A port without a name or options is sent as before these fields existed."""
+        data = handler(self)
+        if isinstance(data, dict):
+            if data.get("dns_name") is None:
+                data.pop("dns_name", None)
+            if not data.get("extra_dhcp_opts"):
+                data.pop("extra_dhcp_opts", None)
+        return data
 
 
 class HostRoute(_Model):
@@ -305,14 +354,22 @@ class NetworkInfo(_Model):
     revision_number: Revision
     #: Seconds; None: the agent's [dhcp_agent] lease_time; -1: infinite.
     dhcp_lease_time: LeaseTime = None
+    #: The domain VMs are told (option 15) and their names are in; None: none.
+    dns_domain: DnsDomain | None = None
+    #: Whether the serving dnsmasq answers DNS for the network's ports.
+    dns_service: bool = False
 
     @model_serializer(mode="wrap")
-    def _without_default_lease_time(self, handler: SerializerFunctionWrapHandler) -> Any:
-        """Left out when None: an agent from before the field (extra="forbid") still
-        takes the state of every network that does not set it."""
+    def _without_defaults(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """Fields at their defaults are left out: an agent from before them
+        (extra="forbid") still takes the state of every network that does not set them."""
         data = handler(self)
-        if isinstance(data, dict) and data.get("dhcp_lease_time") is None:
-            data.pop("dhcp_lease_time", None)
+        if isinstance(data, dict):
+            for key in ("dhcp_lease_time", "dns_domain"):
+                if data.get(key) is None:
+                    data.pop(key, None)
+            if data.get("dns_service") is False:
+                data.pop("dns_service", None)
         return data
 
 

@@ -18,7 +18,7 @@ import secrets
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -127,11 +127,17 @@ class Vm:
         return subprocess.Popen(in_netns(self.ns, argv), **kw)
 
     def udhcpc(
-        self, workdir: Path, tries: int = 3, timeout: int = 2, configure: bool = False
+        self,
+        workdir: Path,
+        tries: int = 3,
+        timeout: int = 2,
+        configure: bool = False,
+        args: Sequence[str] = (),
     ) -> dict[str, str] | None:
         """busybox udhcpc: DISCOVER ``tries`` times, ``timeout`` s apart; the lease or None.
 
         ``configure``: also put the leased address on eth0, so VMs can reach each other.
+        ``args``: more of udhcpc's (``-O 67``, ``-V HTTPClient``, ``-x 0x4d:...``).
         """
         out = workdir / f"udhcpc-{rand()}.env"
         script = workdir / f"udhcpc-{rand()}.sh"
@@ -139,7 +145,8 @@ class Vm:
         script.write_text(
             '#!/bin/sh\n[ "$1" = bound ] || [ "$1" = renew ] || exit 0\n'
             f"{setup}"
-            f"env | grep -E '^(ip|router|dns|mtu|subnet|serverid|lease|staticroutes)=' "
+            "env | grep -E '^(ip|router|dns|mtu|subnet|serverid|lease|staticroutes|hostname|"
+            "domain|boot_file|bootfile|tftp|siaddr|ntpsrv|search)=' "
             f"> {out}\n"
         )
         script.chmod(0o755)
@@ -162,6 +169,7 @@ class Vm:
                 "mtu",
                 "-O",
                 "staticroutes",
+                *args,
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -203,7 +211,8 @@ class Vm:
         out, script = workdir / f"dhclient-{tag}.env", workdir / f"dhclient-{tag}.sh"
         conf = workdir / f"dhclient-{tag}.conf"
         conf.write_text(
-            "request subnet-mask, broadcast-address, routers, domain-name-servers, interface-mtu;\n"
+            "request subnet-mask, broadcast-address, routers, domain-name-servers, "
+            "interface-mtu, host-name, domain-name;\n"
         )
         setup = (
             "busybox ifconfig $interface $new_ip_address netmask $new_subnet_mask up\n"
@@ -216,6 +225,8 @@ class Vm:
             f"echo ip=$new_ip_address > {out}.tmp; echo router=$new_routers >> {out}.tmp\n"
             f"echo dns=$new_domain_name_servers >> {out}.tmp\n"
             f"echo mtu=$new_interface_mtu >> {out}.tmp\n"
+            f"echo hostname=$new_host_name >> {out}.tmp\n"
+            f"echo domain=$new_domain_name >> {out}.tmp\n"
             f"echo serverid=$new_dhcp_server_identifier >> {out}.tmp\n"
             f"echo subnet=$new_subnet_mask >> {out}.tmp; mv {out}.tmp {out};;\nesac\n"
         )
