@@ -11,6 +11,10 @@ services, agents, dnsmasq, udhcpc) under a throw-away name and directory, then:
   the VMs' DHCP clients: every process whose command line names the lab's
   directory) over ``--idle-s`` seconds with nothing happening, in percent of one
   core, from /proc (psutil), the share of each kind in the progress lines;
+- lease_visible_ms: for ``--lease-samples`` VMs one after another, ``lab vm reboot``
+  (a fresh DISCOVER/REQUEST/ACK), from the client's ACK (its lease event) until the
+  engine's API shows the new lease on the VM's port (``dhcp_lease.last_seen``):
+  dnsmasq's log line, the agent's batch, the bus and the store;
 - failover_s: ``lab host kill`` of the host serving the most networks, until every
   network it served runs on another host (host_down_time 3 s);
 - down_s: ``lab down``, which must leave no namespace of the lab.
@@ -26,14 +30,18 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+import httpx
 import psutil
 from pyroute2 import netns
 
 from ipam.lab.harness import free_port
 from ipam.lab.lab import Lab, UpOptions
 from ipam.lab.netparts import rand
+from ipam.polling import wait_for
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -76,12 +84,39 @@ def idle_cpu(base: Path, seconds: float) -> tuple[float, dict[str, float]]:
     return total, by_kind
 
 
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def lease_visibility(lab: Lab, vms: list[dict[str, Any]]) -> list[float]:
+    """ms from each rebooted VM's ACK until its port shows that lease (see the doc)."""
+    out = []
+    with httpx.Client(base_url=lab.rec["api_url"], timeout=10) as api:
+        for vm in vms:
+            started = time.time()
+            (res,) = lab.reboot([vm["name"]])
+            if res["seconds"] is None:
+                continue
+            acked = started + res["seconds"]
+
+            def shown(port_id: str = vm["port_id"], since: float = started) -> float | None:
+                lease = api.get(f"/v2.0/ports/{port_id}").json()["port"]["dhcp_lease"]
+                if lease and lease["state"] == "bound" and _epoch(lease["last_seen"]) >= since:
+                    return time.time()
+                return None
+
+            seen = wait_for(shown, 10, f"the lease of {vm['name']} on its port", interval=0.002)
+            out.append(max(0.0, (seen - acked) * 1000))
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, default=3)
     parser.add_argument("--networks", type=int, default=4)
     parser.add_argument("--vms", type=int, default=100)
     parser.add_argument("--idle-s", type=float, default=10.0, help="idle window (s)")
+    parser.add_argument("--lease-samples", type=int, default=30, help="VMs rebooted, one by one")
     args = parser.parse_args()
     name = f"b{rand(6)}"
     base = Path(tempfile.mkdtemp(prefix="bench-lab-", dir="/var/tmp"))
@@ -127,6 +162,15 @@ def main() -> int:
             + ", ".join(f"{k} {v:.2f}%" for k, v in sorted(by_kind.items()))
         )
         figures.append(("idle_cpu_percent", idle, "% of a core"))
+        visible = lease_visibility(lab, vms[: args.lease_samples])
+        progress(
+            f"lease visible on the port after the ACK: {len(visible)} samples, "
+            f"max {max(visible):.1f} ms"
+        )
+        figures += [
+            ("lease_visible_p50_ms", statistics.median(visible), "ms"),
+            ("lease_visible_p99_ms", _pct(visible, 0.99), "ms"),
+        ]
         victim = max(st["hosts"], key=lambda h: len(h["serves"]))
         killed = lab.kill_host(victim["name"])
         figures.append(

@@ -71,6 +71,7 @@ class NetworkWorker(threading.Thread):
                 return
             try:
                 self._handle(item)
+                self._publish_leases()
                 self.failures = 0
             except Exception:
                 self.failures += 1
@@ -157,6 +158,25 @@ class NetworkWorker(threading.Thread):
             self.network_id,
             self.served.ports_count(),
             self.vdsm_name,
+        )
+
+    def _publish_leases(self) -> None:
+        """What dnsmasq logged of its clients, as one batch per tick at most."""
+        if self.served is None:
+            return
+        batch = self.served.lease_facts()
+        if batch is None:
+            return
+        facts, unparsed, rebuilt = batch
+        self.agent.publish(
+            "lease.facts",
+            contracts.LeaseFacts(
+                host=self.agent.host,
+                network_id=self.network_id,
+                facts=facts,
+                unparsed=unparsed,
+                rebuilt=rebuilt,
+            ),
         )
 
     def _ack(self, acks: list[contracts.AckedPort] | None) -> None:

@@ -14,6 +14,7 @@ import contextlib
 import os
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from inotify_simple import INotify, flags
@@ -98,8 +99,10 @@ def _shared_watcher() -> _Watcher:
 class LogFollower:
     """Reads the lines dnsmasq appends, across truncation and rotation."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, on_line: Callable[[str], None] | None = None) -> None:
         self.path = path
+        #: Sees every line read, whoever reads (the lease facts follow the log).
+        self.on_line = on_line
         self._fd: int | None = None
         self._inode: int | None = None
         self._buf = b""
@@ -134,7 +137,11 @@ class LogFollower:
         """Complete lines appended since the last call."""
         out = self._drain()  # the rest of the current file, even if it was rotated away
         self._reopen()
-        return out + self._drain()
+        out += self._drain()
+        if self.on_line is not None:
+            for line in out:
+                self.on_line(line)
+        return out
 
     def skip_to_end(self) -> None:
         """Forget what is logged so far (start of a batch, or adoption)."""

@@ -35,7 +35,8 @@ from dhcp_driver import dnsmasq_config as cfgmod
 from dhcp_driver.dnsmasq_config import Paths
 from dhcp_driver.dnsmasq_log import LogFollower, parse
 from dhcp_driver.dnsmasq_process import SIGHUP_SAFE_WITH_TAGS, DnsmasqProcess, version
-from ipam.bus.contracts import DHCP_OWNER, AckedPort, NetworkState, PortState
+from dhcp_driver.lease_log import LeaseTracker
+from ipam.bus.contracts import DHCP_OWNER, AckedPort, LeaseFact, NetworkState, PortState
 
 LOG = logging.getLogger(__name__)
 HOSTS, OPTS, DNS = "hosts.d", "opts.d", "dns.d"
@@ -91,7 +92,8 @@ class ServedNetwork:
             os.chmod(d, 0o700)
         self.binary = dnsmasq_binary
         self.process = DnsmasqProcess(network_id, self.paths, namespace, dnsmasq_binary)
-        self.log = LogFollower(str(self.paths.log))
+        self.leases = LeaseTracker(lease_time)
+        self.log = LogFollower(str(self.paths.log), on_line=self.leases.feed)
         self.state: NetworkState | None = None
         self.kinds: dict[str, str] = {}  # DHCP-enabled subnet id -> cfgmod service
         self.files: dict[str, str] = self._read_dirs()  # what is on disk, by _key
@@ -149,8 +151,11 @@ class ServedNetwork:
         self.ports = {p.id: p for p in state.ports if p.device_owner != DHCP_OWNER}
         for port_id in self.ports:
             self.deleted.pop(port_id, None)
+        lease = state.network.dhcp_lease_time
+        self.leases.lease_time = self.lease_time if lease is None else lease
         if not self.process.alive() and self.process.adopt():
             self.confirmed = self._verdicts_from_log()
+            self.leases.rebuild(self.paths.leases)
         if not self.paths.conf.exists() or self.paths.conf.read_text() != conf:
             _write_atomic(self.paths.conf, conf)
             if self.process.alive():
@@ -410,6 +415,7 @@ class ServedNetwork:
         self.stale_opts = False
         self.confirmed.clear()
         self.log.skip_to_end()
+        self.leases.rebuild(self.paths.leases)
         _write_atomic(self.paths.base / SENTINEL, "")
         self.process.start()
         # The sentinel too: a start with no ports still waits until dnsmasq is serving.
@@ -540,6 +546,11 @@ class ServedNetwork:
         os.replace(self.paths.log, self.paths.log.with_suffix(".log.1"))
         self.process.signal(signal.SIGUSR2)
         LOG.info("Network %s: rotated the dnsmasq log", self.network_id)
+
+    def lease_facts(self) -> tuple[list[LeaseFact], int, bool] | None:
+        """What dnsmasq logged of its clients since the last call (see lease_log)."""
+        self.log.lines()
+        return self.leases.take()
 
     def ports_count(self) -> int:
         return len(self.ports)

@@ -121,7 +121,8 @@ dhcp_opts = [
             ("all", "... once every live serving DHCP server loaded it"),
             ("none", "returns at once; the port becomes ACTIVE when a server loaded it"),
         ],
-        help="When POST /v2.0/ports (and a PUT changing MAC or IPs) returns.",
+        help="When POST /v2.0/ports (and a PUT changing its MAC, IPs, dns_name or "
+        "extra_dhcp_opts) returns.",
     ),
     cfg.FloatOpt(
         "ready_timeout",
@@ -181,11 +182,29 @@ dhcp_opts = [
     ),
 ]
 
+dns_opts = [
+    cfg.StrOpt(
+        "domain",
+        default="ovirtlocal.",
+        help="DNS domain of the networks that set no dns_domain: VMs are told it (DHCP "
+        "option 15) and their names are in it (a port's dns_assignment fqdn). A fully "
+        "qualified name ending with '.'; empty: none.",
+    ),
+    cfg.BoolOpt(
+        "service_default",
+        default=False,
+        help="Whether the networks that do not set dns_service get the DNS service: "
+        "their DHCP servers answer DNS for the network's ports and forward other names "
+        "to the subnet's dns_nameservers.",
+    ),
+]
+
 CONF.register_opts(default_opts)
 CONF.register_opts(dhcp_opts, group="dhcp")
 CONF.register_opts(database_opts, group="database")
 CONF.register_opts(api_opts, group="api")
 CONF.register_opts(bus_opts, group="bus")
+CONF.register_opts(dns_opts, group="dns")
 
 
 def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
@@ -196,6 +215,7 @@ def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
         ("api", api_opts),
         ("bus", bus_opts),
         ("dhcp", dhcp_opts),
+        ("dns", dns_opts),
     ]
 
 
@@ -242,6 +262,17 @@ def check_api_config(conf: cfg.ConfigOpts = CONF) -> None:
 def _check_readable(group: str, name: str, path: str | None) -> None:
     if path and not os.access(path, os.R_OK):
         raise cfg.Error(f"[{group}] {name} = {path} is not a readable file")
+
+
+def dns_domain(conf: cfg.ConfigOpts = CONF) -> str:
+    """[dns] domain, canonical ("" for none); one that breaks the rule stops the engine
+    at start rather than reaching every VM's DHCP answer."""
+    from ipam.bus import dhcp_options
+
+    try:
+        return dhcp_options.dns_domain(conf.dns.domain or "")
+    except dhcp_options.OptionError as exc:
+        raise cfg.Error(f"[dns] domain: {exc}") from None
 
 
 def bus_tls(conf: cfg.ConfigOpts = CONF) -> dict[str, str] | None:

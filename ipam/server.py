@@ -23,6 +23,7 @@ from ipam.dhcp.manager import DhcpManager
 from ipam.dhcp.notifier import Notifier
 from ipam.dhcp.readiness import Readiness
 from ipam.store import Store
+from ipam.store.dns import DnsDefaults
 
 LOG = logging.getLogger(__name__)
 
@@ -38,9 +39,15 @@ def open_database(conf: cfg.ConfigOpts) -> Database:
     return db
 
 
+def dns_defaults(conf: cfg.ConfigOpts) -> DnsDefaults:
+    """[dns] as the store applies it (the domain checked: ipam.config.dns_domain)."""
+    return DnsDefaults(domain=config.dns_domain(conf), service=conf.dns.service_default)
+
+
 def open_store(conf: cfg.ConfigOpts, notifier: Notifier | None = None) -> Store:
     """The store on a checked database (see open_database)."""
-    return Store(open_database(conf), conf.base_mac, notifier=notifier)
+    dns = dns_defaults(conf)
+    return Store(open_database(conf), conf.base_mac, notifier=notifier, dns=dns)
 
 
 def warm_port_list(store: Store) -> None:
@@ -61,13 +68,14 @@ def warm_port_list(store: Store) -> None:
 
 def run(conf: cfg.ConfigOpts) -> None:
     config.check_api_config(conf)
+    dns = dns_defaults(conf)
     db = open_database(conf)
     try:
         bus = config.bus_from_config(conf, "engine")
     except ValueError as exc:
         raise cfg.Error(f"[DEFAULT] transport_url: {exc}") from None
     notifier = Notifier(bus, db)
-    store = Store(db, conf.base_mac, notifier=notifier)
+    store = Store(db, conf.base_mac, notifier=notifier, dns=dns)
     manager = None
     if conf.dhcp.manage_placement:
         manager = DhcpManager(
@@ -98,6 +106,7 @@ def run(conf: cfg.ConfigOpts) -> None:
         outbox_depth=notifier.outbox.held,
         failovers=(lambda: manager.failovers) if manager is not None else None,
     )
+    bus_server.on_leases = metrics.leases
     app = create_app(
         store,
         auth_plugin(conf),

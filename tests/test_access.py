@@ -117,31 +117,58 @@ def test_api_over_tls_by_configuration(tmp_path: Path, engine_factory) -> None: 
     record("access", "REST API over TLS by configuration", checks=3)
 
 
-@pytest.mark.parametrize(
-    ("conf", "error"),
-    [
-        ("[api]\nbind_host = 0.0.0.0\n", "noauth is only allowed on loopback"),
-        ("[api]\nbind_host = 0.0.0.0\nauth_strategy = token\n", "needs [api] auth_token"),
-        ("[api]\nssl_cert_file = /nonexistent.pem\n", "set both or neither"),
-        (
-            "[api]\nssl_cert_file = /nonexistent.pem\nssl_key_file = /nonexistent.key\n",
-            "is not a readable file",
-        ),
-        ("[bus]\nssl_ca_file = /etc/hostname\n", "not amqps://"),
-    ],
-)
+REFUSED = [
+    ("[api]\nbind_host = 0.0.0.0\n", "noauth is only allowed on loopback"),
+    ("[api]\nbind_host = 0.0.0.0\nauth_strategy = token\n", "needs [api] auth_token"),
+    ("[api]\nssl_cert_file = /nonexistent.pem\n", "set both or neither"),
+    (
+        "[api]\nssl_cert_file = /nonexistent.pem\nssl_key_file = /nonexistent.key\n",
+        "is not a readable file",
+    ),
+    ("[bus]\nssl_ca_file = /etc/hostname\n", "not amqps://"),
+]
+
+
+@pytest.fixture(scope="module")
+def refused_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int | None, str]]:
+    """An engine started on each configuration of REFUSED, all at once, each in a
+    directory of its own: configuration -> (exit code, stderr); the exit code is None
+    for one still running after 60 s (killed then)."""
+    procs = {}
+    try:
+        for conf, _ in REFUSED:
+            tmp = tmp_path_factory.mktemp("refused")
+            path = tmp / "engine.conf"
+            path.write_text(f"[DEFAULT]\nstate_path = {tmp}/state\n{conf}")
+            procs[conf] = subprocess.Popen(
+                [sys.executable, "-m", "ipam.cli.main", "engine", "--config-file", str(path)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        runs: dict[str, tuple[int | None, str]] = {}
+        for conf, proc in procs.items():
+            try:
+                _, err = proc.communicate(timeout=60)
+                runs[conf] = (proc.returncode, err)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                _, err = proc.communicate()
+                runs[conf] = (None, err)
+        return runs
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.mark.parametrize(("conf", "error"), REFUSED)
 def test_unsafe_or_broken_access_configuration_is_refused(
-    tmp_path: Path, conf: str, error: str
+    refused_runs: dict[str, tuple[int | None, str]], conf: str, error: str
 ) -> None:
-    path = tmp_path / "engine.conf"
-    path.write_text(f"[DEFAULT]\nstate_path = {tmp_path}/state\n{conf}")
-    done = subprocess.run(
-        [sys.executable, "-m", "ipam.cli.main", "engine", "--config-file", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 2 and error in done.stderr, done.stderr
+    returncode, stderr = refused_runs[conf]
+    assert returncode == 2 and error in stderr, stderr
 
 
 def _ctx(ca: Path) -> ssl.SSLContext:

@@ -385,7 +385,7 @@ def test_dhcp_lease_time_change_is_published_and_synced(
                 f"network.update revision {revision}",
             )
             assert event.network_id == net["id"]
-            info = network_info(store.network_state(net["id"])["network"])
+            info = network_info(store.network_state(net["id"])["network"], store.dns)
             assert (info.dhcp_lease_time, info.revision_number) == (seconds, revision)
             reply = C.SyncReply(
                 networks=[C.NetworkState(network=info, subnets=[], ports=[], dhcp_port=None)],

@@ -160,6 +160,21 @@ def case(case_id: str, attrs: dict, status: int, type_: str, mentions: str | tup
 
 # networks
 
+# dns_domain and dns_service (issue 16): refused on create and on update alike.
+NETWORK_DNS = [
+    case("dns-domain-no-dot", {"dns_domain": "example.org"}, 400, INVALID, ("dns_domain", "'.'")),
+    case("dns-domain-dot", {"dns_domain": "."}, 400, INVALID, "dns_domain"),
+    case("dns-domain-empty-label", {"dns_domain": "a..org."}, 400, INVALID, "dns_domain"),
+    case("dns-domain-underscore", {"dns_domain": "my_lab.org."}, 400, INVALID, "dns_domain"),
+    case("dns-domain-numeric-tld", {"dns_domain": "lab.123."}, 400, INVALID, "dns_domain"),
+    case("dns-domain-label-64", {"dns_domain": "a" * 64 + ".org."}, 400, INVALID, "dns_domain"),
+    case("dns-domain-newline", {"dns_domain": "a.org.\n"}, 400, INVALID, "dns_domain"),
+    case("dns-domain-comma", {"dns_domain": "a,b.org."}, 400, INVALID, "dns_domain"),
+    case("dns-domain-int", {"dns_domain": 5}, 400, INVALID, "dns_domain"),
+    case("dns-service-word", {"dns_service": "maybe"}, 400, INVALID, ("dns_service", NOT_BOOL)),
+    case("dns-service-list", {"dns_service": [True]}, 400, INVALID, "dns_service"),
+]
+
 NETWORK_CREATE = [
     case("vdsm-name-too-long", {"name": "n", "vdsm_name": "a" * 16}, 400, BAD, "vdsm_name"),
     case("vdsm-name-leading-dash", {"name": "n", "vdsm_name": "-bad"}, 400, INVALID, "vdsm_name"),
@@ -278,6 +293,7 @@ NETWORK_CREATE = [
     case("description-nl", {"name": "n", "description": "a\nb"}, 400, INVALID, "description"),
     case("description-long", {"name": "n", "description": "d" * 1025}, 400, BAD, "description"),
     case("project-id-long", {"name": "n", "project_id": "p" * 256}, 400, BAD, "project_id"),
+    *NETWORK_DNS,
 ]
 
 
@@ -509,6 +525,7 @@ NETWORK_UPDATE = [
     case("read-only-id", {"id": str(uuid.uuid4())}, 400, BAD, "'id'"),
     case("unknown-attr", {"foo": "bar"}, 400, BAD, ("Unrecognized attribute", "foo")),
     case("valid-then-invalid", {"name": "renamed", "mtu": 1}, 400, INVALID, "mtu"),
+    *NETWORK_DNS,
 ]
 
 
@@ -883,6 +900,84 @@ def test_subnet_update_refused(
 
 # ports
 
+
+def _opt(name: Any, value: Any, **more: Any) -> dict[str, Any]:
+    return {"extra_dhcp_opts": [{"opt_name": name, "opt_value": value, **more}]}
+
+
+OPTS = "extra_dhcp_opts"
+# dns_name and extra_dhcp_opts (issue 16): refused on create and on update alike.
+PORT_DNS = [
+    case("dns-name-64", {"dns_name": "a" * 64}, 400, INVALID, ("dns_name", "1-63")),
+    case("dns-name-256", {"dns_name": "a" * 256}, 400, INVALID, "dns_name"),
+    case("dns-name-dot", {"dns_name": "vm.example"}, 400, INVALID, "dns_name"),
+    case("dns-name-underscore", {"dns_name": "vm_1"}, 400, INVALID, "dns_name"),
+    case("dns-name-space", {"dns_name": "vm 1"}, 400, INVALID, "dns_name"),
+    case("dns-name-newline", {"dns_name": "vm\n"}, 400, INVALID, "dns_name"),
+    case("dns-name-leading-dash", {"dns_name": "-vm"}, 400, INVALID, "dns_name"),
+    case("dns-name-trailing-dash", {"dns_name": "vm-"}, 400, INVALID, "dns_name"),
+    case("dns-name-digits", {"dns_name": "300"}, 400, INVALID, ("dns_name", "not all digits")),
+    case("dns-name-lease-time", {"dns_name": "5m"}, 400, INVALID, "dns_name"),
+    case("dns-name-ignore", {"dns_name": "ignore"}, 400, INVALID, "dns_name"),
+    case("dns-name-non-ascii", {"dns_name": "réseau"}, 400, INVALID, "dns_name"),
+    case("dns-name-int", {"dns_name": 5}, 400, INVALID, "dns_name"),
+    case("opt-unknown", _opt("dhcp-script", "/bin/sh"), 400, INVALID, (OPTS, "dhcp-script")),
+    case("opt-number", _opt("3", "10.0.0.1"), 400, INVALID, (OPTS, "'3'")),
+    case("opt-name-int", _opt(67, "pxelinux.0"), 400, INVALID, (OPTS, "67")),
+    case(
+        "opt-name-directive",
+        _opt("x\ndhcp-script=/bin/sh", "a"),
+        400,
+        INVALID,
+        (OPTS, "not supported"),
+    ),
+    case(
+        "opt-value-directive",
+        _opt("bootfile-name", "x\ndhcp-script=/bin/sh"),
+        400,
+        INVALID,
+        (OPTS, "bootfile-name"),
+    ),
+    case("opt-value-comma", _opt("bootfile-name", "a,b"), 400, INVALID, "bootfile-name"),
+    case("opt-value-quote", _opt("bootfile-name", 'a"b'), 400, INVALID, "bootfile-name"),
+    case("opt-value-space", _opt("bootfile-name", "a b"), 400, INVALID, "bootfile-name"),
+    case("opt-value-empty", _opt("bootfile-name", ""), 400, INVALID, "bootfile-name"),
+    case("opt-value-int", _opt("mtu", 1400), 400, INVALID, "mtu"),
+    case("opt-ip-hostname", _opt("server-ip-address", "tftp.example"), 400, INVALID, "server"),
+    case("opt-ip-garbage", _opt("ntp-server", "10.0.0.300"), 400, INVALID, "ntp-server"),
+    case("opt-ntp-v6-in-v4", _opt("ntp-server", "fd00::1"), 400, INVALID, "ntp-server"),
+    case("opt-tftp-slash", _opt("tftp-server", "a/b"), 400, INVALID, "tftp-server"),
+    case("opt-mtu-small", _opt("mtu", "67"), 400, INVALID, "mtu"),
+    case("opt-http-not-url", _opt("http-boot-url", "boot.efi"), 400, INVALID, "http-boot-url"),
+    case("opt-no-v6-form", _opt("tftp-server", "10.0.0.1", ip_version=6), 400, INVALID, "IPv6"),
+    case("opt-ip-version-5", _opt("mtu", "1400", ip_version=5), 400, INVALID, "ip_version"),
+    case("opt-ip-version-word", _opt("mtu", "1400", ip_version="four"), 400, INVALID, "ip_ver"),
+    case("opt-unknown-key", _opt("mtu", "1400", tag="x"), 400, BAD, "tag"),
+    case("opt-no-name", {OPTS: [{"opt_value": "1400"}]}, 400, INVALID, (OPTS, "None")),
+    case("opt-not-object", {OPTS: ["mtu=1400"]}, 400, BAD, OPTS),
+    case("opts-not-list", {OPTS: "mtu=1400"}, 400, BAD, OPTS),
+    case(
+        "opt-twice",
+        {
+            OPTS: [
+                {"opt_name": "67", "opt_value": "a.0"},
+                {"opt_name": "bootfile-name", "opt_value": "b.0"},
+            ]
+        },
+        400,
+        INVALID,
+        ("bootfile-name", "more than once"),
+    ),
+    case(
+        "opts-repeated",
+        {OPTS: [{"opt_name": "mtu", "opt_value": str(1400 + i)} for i in range(33)]},
+        400,
+        INVALID,
+        "more than once",
+    ),
+    case("opts-65", {OPTS: [{"opt_name": "mtu", "opt_value": "1400"}] * 65}, 400, BAD, OPTS),
+]
+
 PORT_CREATE = [
     case("mac-bad-hex", {"mac_address": "zz:16:3e:00:00:01"}, 400, INVALID, "mac_address"),
     case("mac-g", {"mac_address": "fa:16:3e:00:00:0g"}, 400, INVALID, "mac_address"),
@@ -1020,7 +1115,7 @@ PORT_CREATE = [
     case("read-only-id", {"id": str(uuid.uuid4())}, 400, BAD, "'id'"),
     case("read-only-vif-type", {"binding:vif_type": "ovs"}, 400, BAD, "binding:vif_type"),
     case("unknown-attr", {"foo": 1}, 400, BAD, ("Unrecognized attribute", "foo")),
-    case("unknown-extra-dhcp-opts", {"extra_dhcp_opts": []}, 400, BAD, "extra_dhcp_opts"),
+    *PORT_DNS,
 ]
 
 
@@ -1098,6 +1193,8 @@ PORT_UPDATE = [
     case("read-only-id", {"id": str(uuid.uuid4())}, 400, BAD, "'id'"),
     case("unknown-attr", {"foo": 1}, 400, BAD, ("Unrecognized attribute", "foo")),
     case("valid-then-invalid", {"name": "ok", "mac_address": "nope"}, 400, INVALID, "mac"),
+    case("valid-then-bad-option", {"dns_name": "ok", **_opt("66", "a/b")}, 400, INVALID, "tftp"),
+    *PORT_DNS,
 ]
 
 

@@ -181,3 +181,61 @@ def test_placement_says_why_a_network_has_no_dhcp_server(cli) -> None:  # type: 
     cli.json("network", "set", net["id"], "--vdsm-name", "vmnet2")
     rows = {r["network"]: r for r in cli.json("placement")}
     assert rows["VM Network 2"]["not_served_because"] is None
+
+
+def test_port_names_and_dhcp_options(cli) -> None:  # type: ignore[no-untyped-def]
+    """``port set --dns-name --dhcp-option --remove-dhcp-option --ip-version``, ``port
+    show``, ``network set --dns-domain --dns-service/--no-dns-service`` (issue 16)."""
+    net = cli.json("network", "create", "pxe", "--dns-domain", "Lab.Example.", "--dns-service")
+    assert (net["dns_domain"], net["dns_service"]) == ("lab.example.", True)
+    cli("subnet", "create", "--network", "pxe", "10.40.0.0/24")
+    port = cli.json("port", "create", "--network", "pxe", "--name", "p1", "--dns-name", "VM1")
+    assert port["dns_name"] == "vm1"
+    assert port["dns_assignment"][0]["fqdn"] == "vm1.lab.example."
+    assert port["extra_dhcp_opts"] == []
+    changed = cli.json(
+        "port",
+        "set",
+        "p1",
+        "--dhcp-option",
+        "bootfile-name=pxelinux.0",
+        "--dhcp-option",
+        "http-boot-url=http://boot.example/efi?arch=x64",
+    )
+    assert changed["extra_dhcp_opts"] == [
+        {"opt_name": "bootfile-name", "opt_value": "pxelinux.0", "ip_version": 4},
+        {
+            "opt_name": "http-boot-url",
+            "opt_value": "http://boot.example/efi?arch=x64",
+            "ip_version": 4,
+        },
+    ]
+    assert changed["revision_number"] == port["revision_number"] + 1
+    v6 = cli.json("port", "set", "p1", "--ip-version", "6", "--dhcp-option", "ntp-server=fd00::123")
+    assert v6["extra_dhcp_opts"][-1] == {
+        "opt_name": "ntp-server",
+        "opt_value": "fd00::123",
+        "ip_version": 6,
+    }
+    removed = cli.json(
+        "port", "set", "p1", "--remove-dhcp-option", "http-boot-url", "--dns-name", "vm2"
+    )
+    assert [o["opt_name"] for o in removed["extra_dhcp_opts"]] == ["bootfile-name", "ntp-server"]
+    assert removed["dns_name"] == "vm2"
+    shown = cli("port", "show", "p1").stdout
+    assert "vm2.lab.example." in shown and "pxelinux.0" in shown and "| dns_name" in shown
+
+    unknown = cli("port", "set", "p1", "--dhcp-option", "dhcp-script=/bin/sh", ok=False)
+    assert unknown.returncode == 1 and "InvalidInput" in unknown.stdout
+    assert "'dhcp-script'" in unknown.stdout
+    bad = cli("port", "set", "p1", "--dns-name", "vm_2", ok=False)
+    assert bad.returncode == 1 and "dns_name" in bad.stdout
+    malformed = cli("port", "set", "p1", "--dhcp-option", "bootfile-name", ok=False)
+    assert malformed.returncode == 2 and "NAME=VALUE" in malformed.stderr
+    assert cli.json("port", "show", "p1") == cli.json("port", "show", port["id"])
+    assert cli.json("port", "show", "p1")["revision_number"] == removed["revision_number"]
+
+    off = cli.json("network", "set", "pxe", "--no-dns-service", "--dns-domain", "")
+    assert (off["dns_service"], off["dns_domain"]) == (False, "")
+    no_dot = cli("network", "set", "pxe", "--dns-domain", "example.org", ok=False)
+    assert no_dot.returncode == 1 and "dns_domain" in no_dot.stdout

@@ -14,7 +14,6 @@ import multiprocessing
 import queue
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,10 +29,21 @@ ENGINES = 4
 CLIENT_DEADLINE = 90  # seconds for all client processes to report
 
 
-@pytest.fixture
-def pg_engines(pg_url: str, tmp_path: Path) -> Iterator[list[EngineProcess]]:
-    """Four engine processes sharing the fresh database pg_url (schema via db upgrade)."""
-    with engines_sharing(tmp_path, database_conf(pg_url), ENGINES) as engines:
+@pytest.fixture(scope="module")
+def pg_url(pg_url_for_module: str) -> str:
+    """One fresh database for the module (each test works on a network of its own and
+    checks that network; the engines' logs must stay free of errors throughout)."""
+    return pg_url_for_module
+
+
+@pytest.fixture(scope="module")
+def pg_engines(
+    pg_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[EngineProcess]]:
+    """Four engine processes sharing the fresh database pg_url (schema via db upgrade),
+    shared by the module's tests."""
+    tmp = tmp_path_factory.mktemp("pg-engines")
+    with engines_sharing(tmp, database_conf(pg_url), ENGINES) as engines:
         yield engines
 
 

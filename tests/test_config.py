@@ -92,6 +92,31 @@ def test_ready_timeout_stays_within_ovirt_engines_socket_timeout(tmp_path: Path)
         _conf(tmp_path, "[dhcp]\nready_timeout = 30\n").dhcp.ready_timeout  # noqa: B018
 
 
+def test_dns_domain_is_checked_and_canonical(tmp_path: Path) -> None:
+    """[dns] domain: "ovirtlocal." by default, lower-cased, "" for none; one that breaks
+    the rule (no final dot, a bad label) is a configuration error at start."""
+    default = _conf(tmp_path, "")
+    assert (config.dns_domain(default), default.dns.service_default) == ("ovirtlocal.", False)
+    conf = _conf(tmp_path, "[dns]\ndomain = Lab.Example.\nservice_default = true\n")
+    assert (config.dns_domain(conf), conf.dns.service_default) == ("lab.example.", True)
+    assert config.dns_domain(_conf(tmp_path, "[dns]\ndomain =\n")) == ""
+    for bad in ("example.org", "a_b.example.", "."):
+        with pytest.raises(cfg.Error, match=r"\[dns\] domain"):
+            config.dns_domain(_conf(tmp_path, f"[dns]\ndomain = {bad}\n"))
+
+
+def test_engine_refuses_a_bad_dns_domain(tmp_path: Path) -> None:
+    path = tmp_path / "e.conf"
+    path.write_text(f"[DEFAULT]\nstate_path = {tmp_path}\n[dns]\ndomain = example.org\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "ipam.cli.main", "engine", "--config-file", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "[dns] domain" in proc.stderr, proc.stderr
+
+
 def test_engine_with_only_a_state_path_serves_on_127_0_0_1_9696(tmp_path: Path) -> None:
     conf = tmp_path / "engine.conf"
     conf.write_text(f"[DEFAULT]\nstate_path = {tmp_path}/state\n")

@@ -66,6 +66,45 @@ EXAMPLES: list[tuple[str, object]] = [
         ),
     ),
     ("port.update", C.PortEvent(port=port())),
+    (
+        "port.update",
+        C.PortEvent(
+            port=port().model_copy(
+                update={
+                    "dns_name": "web-1",
+                    "extra_dhcp_opts": [
+                        C.DhcpOpt(opt_name="bootfile-name", opt_value="pxelinux.0"),
+                        C.DhcpOpt(opt_name="ntp-server", opt_value="fd00::1", ip_version=6),
+                    ],
+                }
+            )
+        ),
+    ),
+    (
+        "lease.facts",
+        C.LeaseFacts(
+            host="h1",
+            network_id=NET,
+            facts=[
+                C.LeaseFact(
+                    mac_address="02:00:00:00:00:01",
+                    ip_address="10.0.0.5",
+                    state="bound",
+                    seen_at=1700000000.5,
+                    expires_at=1700003600.5,
+                ),
+                C.LeaseFact(
+                    mac_address="02:00:00:00:00:02",
+                    ip_address="10.0.0.6",
+                    state="nak",
+                    seen_at=1700000000.5,
+                    reason="wrong address",
+                ),
+            ],
+            unparsed=2,
+            rebuilt=True,
+        ),
+    ),
     ("port.delete", C.PortEvent(port=port(fixed_ips=[]))),
     ("network.update", C.NetworkEvent(network_id=NET, revision_number=4)),
     ("network.delete", C.NetworkEvent(network_id=NET, revision_number=4)),
@@ -99,6 +138,62 @@ EXAMPLES: list[tuple[str, object]] = [
 
 def test_every_type_has_an_example() -> None:
     assert {t for t, _ in EXAMPLES} == set(C.TYPES)
+
+
+def test_names_and_options_are_left_out_at_their_defaults() -> None:
+    """An agent from before names and options (extra="forbid") still takes every
+    port and network that has none."""
+    assert set(port().model_dump()) == {
+        "id",
+        "network_id",
+        "mac_address",
+        "fixed_ips",
+        "revision_number",
+        "device_owner",
+        "admin_state_up",
+    }
+    info = C.NetworkInfo(
+        id=NET, vdsm_name="ovirtmgmt", mtu=1500, admin_state_up=True, revision_number=1
+    )
+    assert "dns_domain" not in info.model_dump() and "dns_service" not in info.model_dump()
+    named = info.model_copy(update={"dns_domain": "example.org.", "dns_service": True})
+    assert named.model_dump()["dns_domain"] == "example.org."
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"dns_name": "Web-1"},  # not canonical (the API lower-cases)
+        {"dns_name": "web_1"},
+        {"dns_name": "5m"},  # dnsmasq would read a lease time
+        {"dns_name": "a" * 64},
+        {"extra_dhcp_opts": [{"opt_name": "67", "opt_value": "pxelinux.0"}]},  # an alias
+        {"extra_dhcp_opts": [{"opt_name": "dhcp-script", "opt_value": "/bin/sh"}]},
+        {"extra_dhcp_opts": [{"opt_name": "bootfile-name", "opt_value": "a\ndhcp-script=x"}]},
+        {"extra_dhcp_opts": [{"opt_name": "tftp-server", "opt_value": "10.0.0.1,10.0.0.2"}]},
+        {"extra_dhcp_opts": [{"opt_name": "mtu", "opt_value": "1500", "ip_version": 6}]},
+    ],
+)
+def test_names_and_options_that_could_harm_a_dnsmasq_file_are_refused(bad: dict) -> None:
+    data = port().model_dump() | bad
+    with pytest.raises(C.ValidationError):
+        C.PortState.model_validate(data)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"state": "stolen"},
+        {"mac_address": "02:00:00:00:00:0G"},
+        {"ip_address": "10.0.0.5%lo"},
+        {"reason": "line\nbreak"},
+        {"seen_at": float("nan")},
+    ],
+)
+def test_lease_facts_are_checked(bad: dict) -> None:
+    good = {"mac_address": "02:00:00:00:00:01", "ip_address": "10.0.0.5", "state": "bound"}
+    with pytest.raises(C.ValidationError):
+        C.LeaseFact.model_validate(good | {"seen_at": 1.0} | bad)
 
 
 @pytest.mark.parametrize(("type_", "body"), EXAMPLES, ids=[t for t, _ in EXAMPLES])

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dhcp_driver.mapping import write_mapping
+from dhcp_driver.netns import iproute_in
 from ipam.lab.netparts import rand
 from ipam.polling import wait_for
 from tests.agentlab import ip_of
@@ -93,6 +95,91 @@ def test_agent_serves_dhcpv6_on_the_engines_ipv6_subnet(world_factory) -> None: 
         "the deleted port's MAC refused",
     )
     assert gone.dhclient6(w.tmp, timeout=3) is None
+    assert "Traceback" not in w.agent.logs()
+
+
+def test_names_options_and_leases_end_to_end(world_factory) -> None:  # type: ignore[no-untyped-def]
+    """Issues 16 and 17 through the engine: a named port with a boot file on a network
+    with a domain and the DNS service; its VM is told all of it, its lease shows on
+    the port within a second of the ACK, a rename waits for the agent, and the
+    engine's facts survive an agent restart (rebuilt from dnsmasq's lease file)."""
+    w = world_factory()
+    body = {"network": {"dns_domain": "lab.example.", "dns_service": True}}
+    assert w.api.put(f"/v2.0/networks/{w.net_id}", json=body).status_code == 200
+    boot = [{"opt_name": "bootfile-name", "opt_value": "pxelinux.0"}]
+    port = w.port(mac_address="02:00:00:66:16:01", dns_name="Web-1", extra_dhcp_opts=boot)
+    assert port["dns_name"] == "web-1"
+    w.serve()
+    w.agent.start()
+    w.wait_active(port)
+    dhcp = w.api.get(
+        "/v2.0/ports", params={"network_id": w.net_id, "device_owner": "network:dhcp"}
+    ).json()["ports"]
+    vm = w.vm(port["mac_address"])
+    lease = vm.udhcpc(w.tmp, tries=1, timeout=2, args=["-O", "67"])
+    acked = time.monotonic()
+    assert lease is not None
+    assert (lease["ip"], lease["hostname"], lease["domain"], lease["bootfile"]) == (
+        ip_of(port),
+        "web-1",
+        "lab.example",
+        "pxelinux.0",
+    )
+    assert lease["dns"] == ip_of(dhcp[0])  # the DNS service, not the subnet's resolver
+
+    def bound() -> dict | None:
+        got = w.api.get(f"/v2.0/ports/{port['id']}").json()["port"]
+        return got if (got["dhcp_lease"] or {}).get("state") == "bound" else None
+
+    wait_for(lambda: bound() is not None, 10, "the lease on the port", interval=0.02)
+    visible = time.monotonic() - acked
+    shown = bound()
+    assert shown is not None
+    assert shown["dhcp_lease"]["host"] == w.agent.host
+    assert shown["dhcp_lease"]["ip_address"] == ip_of(port)
+    assert shown["dhcp_lease"]["expires_at"] and shown["dhcp_status_reason"] is None
+    assert visible < 1.0, f"lease visible {visible:.2f}s after the ACK"
+    query = {"network_id": w.net_id, "dhcp_lease_state": "bound"}
+    assert [p["id"] for p in w.api.get("/v2.0/ports", params=query).json()["ports"]] == [port["id"]]
+    assert w.api.get("/v2.0/ports", params={"dhcp_lease_state": "stolen"}).status_code == 400
+    # A rename is DOWN until the agent has it loaded, then the VM is told the new name.
+    renamed = w.api.put(f"/v2.0/ports/{port['id']}", json={"port": {"dns_name": "web-2"}})
+    assert renamed.status_code == 200
+    w.wait_active(port)
+    lease = vm.udhcpc(w.tmp, tries=1, timeout=2)
+    assert lease is not None and lease["hostname"] == "web-2"
+    # A VM that finds its address taken declines it: the port says why, and the
+    # engine counts it (busybox udhcpc -a checks the offer by ARP).
+    taken = w.port(mac_address="02:00:00:66:16:02")
+    w.wait_active(taken)
+    squatter = w.vm("02:00:00:66:16:99")
+    with iproute_in(squatter.ns) as ip:
+        eth0 = ip.link_lookup(ifname="eth0")[0]
+        ip.addr("add", index=eth0, address=ip_of(taken), prefixlen=24)
+    assert (
+        w.vm(taken["mac_address"]).udhcpc(w.tmp, tries=1, timeout=1, args=["-a", "-A", "1"]) is None
+    )
+
+    def reason() -> str | None:
+        return w.api.get(f"/v2.0/ports/{taken['id']}").json()["port"]["dhcp_status_reason"]
+
+    wait_for(lambda: reason() == "declined by the client: address in use", 10, "the decline")
+    declines = [
+        s.value
+        for f in text_string_to_metric_families(w.api.get("/metrics").text)
+        for s in f.samples
+        if s.name == "ovirt_ipam_dhcp_declines_total" and s.labels["network_id"] == w.net_id
+    ]
+    assert declines == [1.0]
+    # The agent dies and comes back: it rebuilds its facts from dnsmasq's lease file
+    # (tests/test_lease_facts.py), and the lease stays on the port meanwhile.
+    w.agent.stop(signal.SIGKILL)
+    w.agent.start()
+    w.wait_serving()
+    rows = w.api.get("/v2.0/dhcp-leases", params={"network_id": w.net_id}).json()
+    by_port = {r["port_id"]: (r["state"], r["host"]) for r in rows["dhcp_leases"]}
+    assert by_port == {port["id"]: ("bound", w.agent.host), taken["id"]: ("declined", w.agent.host)}
+    assert bound() is not None
     assert "Traceback" not in w.agent.logs()
 
 

@@ -113,10 +113,37 @@ VALIDATED = {
     "network.mtu": lambda api, net, v: api.put(
         f"/v2.0/networks/{net}", json={"network": {"mtu": v}}
     ),
+    # Names and DHCP options (issue 16): each checked against its rule.
+    "network.dns_domain": lambda api, net, v: api.put(
+        f"/v2.0/networks/{net}", json={"network": {"dns_domain": v}}
+    ),
+    "port.dns_name": lambda api, net, v: api.post(
+        "/v2.0/ports", json={"port": {"network_id": net, "dns_name": v}}
+    ),
+    "port.extra_dhcp_opts.opt_name": lambda api, net, v: api.post(
+        "/v2.0/ports",
+        json={"port": {"network_id": net, "extra_dhcp_opts": [{"opt_name": v, "opt_value": "1"}]}},
+    ),
+    **{
+        f"port.extra_dhcp_opts.{name}": (
+            lambda api, net, v, name=name: api.post(
+                "/v2.0/ports",
+                json={
+                    "port": {
+                        "network_id": net,
+                        "extra_dhcp_opts": [{"opt_name": name, "opt_value": v}],
+                    }
+                },
+            )
+        )
+        for name in ("tftp-server", "server-ip-address", "ntp-server", "mtu")
+    },
 }
 #: Values a validated field takes on purpose: gateway_ip "" is no gateway (oVirt's
 #: Administration Portal sends a blank gateway box as "").
 MEANINGFUL = {("subnet.gateway_ip", "empty"), ("subnet6.gateway_ip", "empty")}
+#: dns_domain "" is no domain of its own, dns_name "" is no name (both as in Neutron).
+MEANINGFUL |= {("network.dns_domain", "empty"), ("port.dns_name", "empty")}
 # Free text in Neutron (names, device ids): kept as text, or refused when unstorable.
 FREE_TEXT = ["name", "device_id", "device_owner", "description"]
 
@@ -187,18 +214,32 @@ def _check_agent_files_and_names(world) -> None:  # type: ignore[no-untyped-def]
     (canonical, in the network's subnets) or MAC,infinite."""
     state = world.tmp / f"agent-{world.agent.host}"
     line = re.compile(
-        r"[0-9a-f]{2}(:[0-9a-f]{2}){5},(10\.66(\.\d{1,3}){2}|\[fd66::[0-9a-f]{1,4}\]|infinite)"
+        r"[0-9a-f]{2}(:[0-9a-f]{2}){5},(set:port-[0-9a-f-]{36},)?"
+        r"(10\.66(\.\d{1,3}){2}|\[fd66::[0-9a-f]{1,4}\]|infinite)"
     )
+    # opts.d: the port's hostname (option 12, a label or nothing) and allowed options
+    # with values of safe characters only; dns.d: an address and a name.
+    tag = r"tag:port-[0-9a-f-]{36}"
+    opt_line = re.compile(
+        rf"{tag},12(,[a-z0-9-]{{1,63}})?|{tag}(,tag:!?(ipxe|httpboot))*,"
+        r"option6?:[a-z-]+,[A-Za-z0-9._~:/?&=+%@!$*()\[\],-]+"
+    )
+    dns_line = re.compile(r"[0-9a-f.:]+ [a-z0-9-]{1,63}(\.[a-z0-9-]{1,63})*")
     name = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|sentinel")
     files = [p for p in state.rglob("*") if p.is_file()]
     assert files
     for path in files:
         text = path.read_text(errors="replace")
         for needle in NEEDLES:
-            assert needle not in text and needle not in str(path), (needle, path)
-        if path.parent.name == "hosts.d":
+            assert needle not in str(path), (needle, path)
+            # A needle of several lines cannot be told from two honest lines (an
+            # interface name ending in "a" above "bind-interfaces"): each line is
+            # checked against its file's grammar below instead.
+            assert "\n" in needle or "\r" in needle or needle not in text, (needle, path)
+        grammar = {"hosts.d": line, "opts.d": opt_line, "dns.d": dns_line}.get(path.parent.name)
+        if grammar is not None:
             assert name.fullmatch(path.name), path
-            assert all(line.fullmatch(x) for x in text.splitlines()), (path, text)
+            assert all(grammar.fullmatch(x) for x in text.splitlines()), (path, text)
     for proc in psutil.process_iter(["name", "cmdline"]):
         cmd = proc.info["cmdline"] or []
         if proc.info["name"] == "dnsmasq" and any(str(state) in a for a in cmd):
@@ -239,25 +280,57 @@ def test_verb_refuses_hostile_names_and_ids(tmp_path: Path) -> None:
 def _hostile_bodies() -> list[tuple[str, dict[str, Any]]]:
     net, port = str(uuid.uuid4()), str(uuid.uuid4())
     out: list[tuple[str, dict[str, Any]]] = []
+    good_port = {
+        "id": port,
+        "network_id": net,
+        "mac_address": "02:00:00:00:00:01",
+        "fixed_ips": [],
+        "device_owner": "",
+        "revision_number": 1,
+        "admin_state_up": True,
+    }
+    good_fact = {
+        "mac_address": "02:00:00:00:00:01",
+        "ip_address": "10.0.0.5",
+        "state": "nak",
+        "seen_at": 1.0,
+    }
     for value in HOSTILE.values():
+        out += [
+            ("port.update", {"port": good_port | {"dns_name": value}}),
+            (
+                "port.update",
+                {
+                    "port": good_port
+                    | {"extra_dhcp_opts": [{"opt_name": "tftp-server", "opt_value": value}]}
+                },
+            ),
+            (
+                "port.update",
+                {"port": good_port | {"extra_dhcp_opts": [{"opt_name": value, "opt_value": "x"}]}},
+            ),
+            (
+                "lease.facts",
+                {"host": "h1", "network_id": net, "facts": [good_fact | {"mac_address": value}]},
+            ),
+            (
+                "lease.facts",
+                {"host": "h1", "network_id": net, "facts": [good_fact | {"ip_address": value}]},
+            ),
+        ]
+        if not value.isprintable() or len(value) > 255:
+            out.append(
+                (
+                    "lease.facts",
+                    {"host": "h1", "network_id": net, "facts": [good_fact | {"reason": value}]},
+                )
+            )
         out += [
             ("agent.heartbeat", {"host": value, "started_at": 1.0, "networks": []}),
             ("host.heartbeat", {"host": "h1", "started_at": 1.0, "bridges": [value]}),
             ("sync.request", {"host": value, "networks": [net]}),
             ("network.release", {"host": "h1", "network_id": value}),
-            (
-                "port.update",
-                {
-                    "port": {
-                        "id": port,
-                        "network_id": net,
-                        "mac_address": value,
-                        "fixed_ips": [],
-                        "device_owner": "",
-                        "revision_number": 1,
-                    }
-                },
-            ),
+            ("port.update", {"port": good_port | {"mac_address": value}}),
         ]
     return out
 

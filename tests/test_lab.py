@@ -13,6 +13,7 @@ the engine's API and the VMs' own interfaces, not taken on its word.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import subprocess
@@ -311,36 +312,69 @@ def test_lab_up_ipv6_takes_only_its_modes(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
-@pytest.mark.parametrize(
-    ("args", "error"),
-    [
-        (["up", "--name", "../etc"], "invalid lab name"),
-        (["up", "--name", "a-b"], "invalid lab name"),
-        (["up", "--name", "x" * 9], "invalid lab name"),
-        (["up", "--hosts", "0"], "--hosts must be between 1 and 20"),
-        (["up", "--vms", "100000"], "--vms must be between 0 and 500"),
-        (["up", "--ha", "2,-1"], "HA counts between 0 and 20"),
-        (["up", "--transport-url", "amqp://guest:guest@192.0.2.1//"], "127.0.0.1 or localhost"),
-        (["up", "--database", "mysql://x"], "PostgreSQL URL"),
-        (["up", "--lease-time", "60"], "--lease-time must be between 120"),
-        (["vm", "reboot", "vm1"], "'ovirt-ipam lab up' first"),
-        (["status"], "'ovirt-ipam lab up' first"),
-        (["vm", "boot", "net1"], "'ovirt-ipam lab up' first"),
-        (["host", "kill", "h1"], "'ovirt-ipam lab up' first"),
-    ],
-)
-def test_lab_refuses_bad_input_and_makes_nothing(
-    tmp_path: Path, args: list[str], error: str
-) -> None:
-    base = tmp_path / "labs"
+REFUSALS = [
+    (["up", "--name", "../etc"], "invalid lab name"),
+    (["up", "--name", "a-b"], "invalid lab name"),
+    (["up", "--name", "x" * 9], "invalid lab name"),
+    (["up", "--hosts", "0"], "--hosts must be between 1 and 20"),
+    (["up", "--vms", "100000"], "--vms must be between 0 and 500"),
+    (["up", "--ha", "2,-1"], "HA counts between 0 and 20"),
+    (["up", "--transport-url", "amqp://guest:guest@192.0.2.1//"], "127.0.0.1 or localhost"),
+    (["up", "--database", "mysql://x"], "PostgreSQL URL"),
+    (["up", "--lease-time", "60"], "--lease-time must be between 120"),
+    (["vm", "reboot", "vm1"], "'ovirt-ipam lab up' first"),
+    (["status"], "'ovirt-ipam lab up' first"),
+    (["vm", "boot", "net1"], "'ovirt-ipam lab up' first"),
+    (["host", "kill", "h1"], "'ovirt-ipam lab up' first"),
+]
+
+
+@dataclasses.dataclass
+class Refusal:
+    base: Path
+    returncode: int | None  # None: still running after 60 s (killed then)
+    stderr: str
+    namespaces_before: set[str]
+    namespaces_after: set[str]
+
+
+@pytest.fixture(scope="module")
+def refusals(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Refusal]:
+    """Each command of REFUSALS run with a --dir of its own, all at once: the machine's
+    namespaces are compared from before the first starts to after the last ended.
+    ' '.join(args) -> what came of it."""
     before = set(netns.listnetns())
-    done = subprocess.run(
-        [sys.executable, "-m", "ipam.cli.main", "lab", *args, "--dir", str(base)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    procs = {}
+    try:
+        for args, _ in REFUSALS:
+            base = tmp_path_factory.mktemp("refused") / "labs"
+            argv = [sys.executable, "-m", "ipam.cli.main", "lab", *args, "--dir", str(base)]
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            procs[" ".join(args)] = (base, proc)
+        done: dict[str, tuple[Path, int | None, str]] = {}
+        for key, (base, proc) in procs.items():
+            try:
+                _, err = proc.communicate(timeout=60)
+                done[key] = (base, proc.returncode, err)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                _, err = proc.communicate()
+                done[key] = (base, None, err)
+    finally:
+        for _, proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    after = set(netns.listnetns())
+    return {key: Refusal(base, rc, err, before, after) for key, (base, rc, err) in done.items()}
+
+
+@pytest.mark.parametrize(("args", "error"), REFUSALS)
+def test_lab_refuses_bad_input_and_makes_nothing(
+    refusals: dict[str, Refusal], args: list[str], error: str
+) -> None:
+    done = refusals[" ".join(args)]
     assert done.returncode == 1, done
     assert error in done.stderr and "Traceback" not in done.stderr
-    assert set(netns.listnetns()) == before
-    assert not base.exists() or not any(base.iterdir())
+    assert done.namespaces_after == done.namespaces_before
+    assert not done.base.exists() or not any(done.base.iterdir())

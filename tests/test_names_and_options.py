@@ -308,3 +308,28 @@ def test_files_hold_only_checked_values(names: Names) -> None:
     assert f"server={UPSTREAM}" in conf and "local=/example.org/" in conf
     assert "dhcp-ignore-names" in conf and "domain=example.org\n" in conf
     assert "option:dns-server,10.77.0.2\n" in conf  # the DHCP port, not the upstream
+
+
+def test_vms_are_told_every_dhcp_port_as_dns_server(names: Names) -> None:
+    """A DHCP port of another serving host changes what VMs are told: the agent
+    restarts its dnsmasq with both (placement changes are rare), and acknowledges
+    nothing it did not hold."""
+    names.apply(True)
+    other = PortState(
+        id=str(uuid.uuid4()),
+        network_id=names.net_id,
+        mac_address="02:aa:00:00:00:02",
+        fixed_ips=[FixedIp(subnet_id=names.subnet_id, ip_address="10.77.0.3")],
+        revision_number=1,
+        device_owner="network:dhcp",
+        admin_state_up=True,
+    )
+    before = names.served.process.pid
+    acks = names.served.update_ports([other])
+    assert {a.id for a in acks} <= set(names.ports_now)
+    assert names.served.process.pid != before
+    lease = names.vm_lease(names.client)
+    assert lease is not None and sorted(lease["dns"].split()) == ["10.77.0.2", "10.77.0.3"]
+    names.served.apply_state(names.named_state())  # back to the one DHCP port
+    lease = names.vm_lease(names.client)
+    assert lease is not None and lease["dns"] == "10.77.0.2"

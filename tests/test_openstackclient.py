@@ -222,6 +222,67 @@ def test_ports_fixed_ips_hosts_and_filters(osc: Openstack, netdata: dict) -> Non
     assert osc.json("port", "list") == []
 
 
+def test_port_dns_name_and_extra_dhcp_options(osc: Openstack, netdata: dict) -> None:
+    """``port create --dns-name --extra-dhcp-option``, ``port set``, ``port show`` and
+    ``network set --dns-domain`` (issue 16)."""
+    osc.run("network", "set", "--dns-domain", "Lab.Example.", "net1")
+    assert osc.json("network", "show", "net1")["dns_domain"] == "lab.example."
+    port = osc.json(
+        "port",
+        "create",
+        "--network",
+        "net1",
+        "--dns-name",
+        "VM1",
+        "--extra-dhcp-option",
+        "name=bootfile-name,value=pxelinux.0,ip-version=4",
+        "--extra-dhcp-option",
+        "name=ntp-server,value=fd00::123,ip-version=6",
+        "p1",
+    )
+    assert port["dns_name"] == "vm1"
+    [address] = [f["ip_address"] for f in port["fixed_ips"]]
+    assert port["dns_assignment"] == [
+        {"hostname": "vm1", "ip_address": address, "fqdn": "vm1.lab.example."}
+    ]
+    assert port["extra_dhcp_opts"] == [
+        {"opt_name": "bootfile-name", "opt_value": "pxelinux.0", "ip_version": 4},
+        {"opt_name": "ntp-server", "opt_value": "fd00::123", "ip_version": 6},
+    ]
+    osc.run(
+        "port",
+        "set",
+        "--dns-name",
+        "vm2",
+        "--extra-dhcp-option",
+        "name=67,value=ipxe.efi",
+        "--extra-dhcp-option",
+        "name=tftp-server,value=10.70.0.5,ip-version=4",
+        "p1",
+    )
+    shown = osc.json("port", "show", "p1")
+    assert (shown["dns_name"], shown["dns_assignment"][0]["fqdn"]) == ("vm2", "vm2.lab.example.")
+    assert shown["extra_dhcp_opts"] == [
+        {"opt_name": "bootfile-name", "opt_value": "ipxe.efi", "ip_version": 4},
+        {"opt_name": "ntp-server", "opt_value": "fd00::123", "ip_version": 6},
+        {"opt_name": "tftp-server", "opt_value": "10.70.0.5", "ip_version": 4},
+    ]
+    table = osc.run("port", "show", "p1").stdout
+    assert "vm2.lab.example." in table and "ipxe.efi" in table
+    for args in (
+        ("--dns-name", "vm_2"),
+        ("--extra-dhcp-option", "name=dhcp-script,value=/bin/sh"),
+        ("--extra-dhcp-option", "name=server-ip-address,value=tftp.example"),
+    ):
+        bad = osc.run("port", "set", *args, "p1", ok=False)
+        assert bad.returncode == 1 and "Invalid input" in bad.stderr, bad.stderr
+    other = osc.run("port", "create", "--network", "net1", "--dns-name", "vm2", "p2", ok=False)
+    assert other.returncode == 1 and "already used" in other.stderr
+    no_dot = osc.run("network", "set", "--dns-domain", "example.org", "net1", ok=False)
+    assert no_dot.returncode == 1 and "dns_domain" in no_dot.stderr
+    assert osc.json("port", "show", "p1") == shown
+
+
 def test_ip_availability_and_dhcp_agents(osc: Openstack, netdata: dict, tmp_path: Path) -> None:
     for n in range(3):
         osc.run("port", "create", "--network", "net1", f"p{n}")

@@ -422,6 +422,55 @@ def test_port_get_update_delete(conn, net, subnet):
     assert list(conn.network.subnets()) == []
 
 
+def test_port_names_domains_and_dhcp_options(conn, net, subnet):
+    """dns_name, dns_assignment, extra_dhcp_opts and a network's dns_domain as the SDK
+    sets and reads them (issue 16)."""
+    updated_net = conn.network.update_network(net, dns_domain="Lab.Example.")
+    assert updated_net.dns_domain == "lab.example."
+    port = conn.network.create_port(
+        network_id=net.id,
+        dns_name="VM-1",
+        extra_dhcp_opts=[
+            {"opt_name": "bootfile-name", "opt_value": "pxelinux.0", "ip_version": 4},
+            {"opt_name": "66", "opt_value": "10.20.0.5"},
+        ],
+    )
+    assert port.dns_name == "vm-1"
+    [address] = [f["ip_address"] for f in port.fixed_ips]
+    assert port.dns_assignment == [
+        {"hostname": "vm-1", "ip_address": address, "fqdn": "vm-1.lab.example."}
+    ]
+    assert port.extra_dhcp_opts == [
+        {"opt_name": "bootfile-name", "opt_value": "pxelinux.0", "ip_version": 4},
+        {"opt_name": "tftp-server", "opt_value": "10.20.0.5", "ip_version": 4},
+    ]
+    revision = port.revision_number
+    changed = conn.network.update_port(
+        port,
+        dns_name="vm-2",
+        extra_dhcp_opts=[{"opt_name": "tftp-server", "opt_value": None, "ip_version": 4}],
+    )
+    assert changed.revision_number == revision + 1 and changed.status == "DOWN"
+    got = conn.network.get_port(port.id)
+    assert (got.dns_name, got.dns_assignment[0]["fqdn"]) == ("vm-2", "vm-2.lab.example.")
+    assert got.extra_dhcp_opts == [
+        {"opt_name": "bootfile-name", "opt_value": "pxelinux.0", "ip_version": 4}
+    ]
+    assert [p.id for p in conn.network.ports(dns_name="vm-2")] == [port.id]
+    for bad in (
+        {"dns_name": "vm_2"},
+        {"dns_name": "vm-2"},  # taken on this network
+        {"extra_dhcp_opts": [{"opt_name": "dhcp-script", "opt_value": "/bin/sh"}]},
+        {"extra_dhcp_opts": [{"opt_name": "server-ip-address", "opt_value": "tftp.lab"}]},
+    ):
+        with pytest.raises(openstack.exceptions.BadRequestException):
+            conn.network.create_port(network_id=net.id, **bad)
+    with pytest.raises(openstack.exceptions.BadRequestException):
+        conn.network.update_network(net, dns_domain="example.org")
+    assert conn.network.get_network(net.id).dns_domain == "lab.example."
+    assert [p.id for p in conn.network.ports()] == [port.id]
+
+
 # read-only extras
 
 
@@ -449,6 +498,8 @@ def test_network_ip_availability(conn, net, subnet):
 def test_extensions(conn):
     aliases = {e.alias for e in conn.network.extensions()}
     assert {"binding", "network-ip-availability", "net-mtu", "ovirt-dhcp"} <= aliases
+    assert {"dns-integration", "extra_dhcp_opt"} <= aliases
+    assert "dns-domain-ports" not in aliases  # a port's own dns_domain is not offered
     binding = conn.network.find_extension("binding")
     assert (binding.alias, binding.name) == ("binding", "Port Binding")
     assert conn.network.find_extension("no-such-extension") is None

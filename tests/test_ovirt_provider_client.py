@@ -36,7 +36,8 @@ def login_body(username: str = "admin", password: str = PASSWORD) -> dict:
 
 
 def stored(port: dict) -> dict:
-    """A create/update answer as GET shows the port: without the readiness report."""
+    """A port without what only some answers carry: the readiness report (create and
+    update answers) and the lease (GET of one port, filtered lists)."""
     return {k: v for k, v in port.items() if not k.startswith("dhcp_")}
 
 
@@ -61,9 +62,25 @@ def assert_neutron_error(
     return err
 
 
+@pytest.fixture(scope="module")
+def shared_engine(module_engine_factory: Callable[..., EngineProcess]) -> EngineProcess:
+    """One engine for the module: each test gets it emptied (engine)."""
+    return module_engine_factory(TOKEN_CONF)
+
+
 @pytest.fixture
-def engine(engine_factory: Callable[..., EngineProcess]) -> EngineProcess:
-    return engine_factory(TOKEN_CONF)
+def engine(shared_engine: EngineProcess) -> EngineProcess:
+    """The module's engine with an empty store, as a fresh one has: what an earlier test
+    made is deleted through the API first (ports, then networks with their subnets)."""
+    headers = {"X-Auth-Token": TOKEN}
+    with httpx.Client(base_url=shared_engine.url, headers=headers, timeout=10) as api:
+        for kind in ("ports", "networks"):
+            for item in api.get(f"/v2.0/{kind}").json()[kind]:
+                resp = api.delete(f"/v2.0/{kind}/{item['id']}")
+                assert resp.status_code == 204, resp.text
+        for kind in ("networks", "subnets", "ports"):
+            assert api.get(f"/v2.0/{kind}").json()[kind] == [], kind
+    return shared_engine
 
 
 @pytest.fixture
@@ -171,7 +188,7 @@ def test_requests_without_a_valid_token_get_401_neutron_error(anon, client, netw
             err = assert_neutron_error(resp, 401, "NotAuthenticated")
             assert "X-Auth-Token" in err["message"], (method, path)
     # Nothing changed.
-    assert client.get(f"/v2.0/ports/{port['id']}").json()["port"] == stored(port)
+    assert stored(client.get(f"/v2.0/ports/{port['id']}").json()["port"]) == stored(port)
     assert len(client.get("/v2.0/ports").json()["ports"]) == 1
 
 

@@ -15,6 +15,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -111,8 +112,27 @@ def _served(world_factory, policy: str) -> World:  # type: ignore[no-untyped-def
     return w
 
 
-def test_with_ready_policy_any_every_vm_leases_on_its_first_discover(world_factory) -> None:  # type: ignore[no-untyped-def]
-    w = _served(world_factory, "any")
+@pytest.fixture(scope="module")
+def served_any(tmp_path_factory: pytest.TempPathFactory, module_engine_factory) -> Iterator[World]:  # type: ignore[no-untyped-def]
+    """One world served with ready_policy=any for the module's tests that use it: each
+    works on ports and VMs of its own."""
+    tmp = tmp_path_factory.mktemp("ready-any")
+    made: list[World] = []
+
+    def factory(engine_conf: str = "") -> World:
+        engine = module_engine_factory(engine_conf, tmp=tmp)
+        made.append(World(tmp, engine, f"filesystem://{tmp}/state/bus"))
+        return made[-1]
+
+    try:
+        yield _served(factory, "any")
+    finally:
+        for w in made:
+            w.close()
+
+
+def test_with_ready_policy_any_every_vm_leases_on_its_first_discover(served_any: World) -> None:
+    w = served_any
     ports, leases = _race(w)
     assert len(ports) == RACES
     not_ready = [
@@ -156,8 +176,8 @@ def test_a_network_nobody_serves_answers_at_once_down_with_the_reason(world_fact
     assert "No live host carries bridge" in port["dhcp_status_reason"]
 
 
-def test_an_ip_change_returns_once_served(world_factory) -> None:  # type: ignore[no-untyped-def]
-    w = _served(world_factory, "any")
+def test_an_ip_change_returns_once_served(served_any: World) -> None:
+    w = served_any
     port = w.port(mac_address="02:00:5e:ff:00:01")
     vm = w.vm(port["mac_address"])
     new_ip = CIDR.replace("0/24", "250")

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . tools/_setup.sh
-apt_install "${LAB_PACKAGES[@]}" postgresql rabbitmq-server build-essential bzip2 curl
+apt_install "${LAB_PACKAGES[@]}" postgresql rabbitmq-server build-essential bzip2 curl chromium chromium-driver
 # busybox's DHCPv6 client (Debian's busybox has none), into build/ (not tracked).
 bash tools/build_udhcpc6.sh build/bin/udhcpc6
 

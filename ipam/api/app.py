@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from oslo_config import cfg
 
-from ipam.api import agents, discovery, errors, identity
+from ipam.api import agents, discovery, errors, identity, leases
 from ipam.api.auth import AuthPlugin, NoAuth, StaticTokenAuth
+from ipam.api.dashboard import router as dashboard_router
 from ipam.api.metrics import Metrics
 from ipam.api.metrics import router as metrics_router
 from ipam.api.middleware import BodyLimitAndAccessLog, ClientPaths
@@ -28,10 +29,16 @@ def auth_plugin(conf: cfg.ConfigOpts) -> AuthPlugin:
     return NoAuth()
 
 
+#: A port update changing one of these returns per the readiness policy: what its DHCP
+#: servers give out changed, and its status is DOWN until one has the new entry.
+SERVED = {"mac_address", "fixed_ips", "dns_name", "extra_dhcp_opts"}
+
+
 def _port_ready(request: Request, port: dict, changed: set[str] | None) -> dict:
-    """A created port, or one whose MAC or IPs changed, returns per the readiness policy."""
+    """A created port, or one whose served attributes changed, returns per the
+    readiness policy."""
     readiness: Readiness | None = request.app.state.readiness
-    if readiness is None or (changed is not None and not {"mac_address", "fixed_ips"} & changed):
+    if readiness is None or (changed is not None and not SERVED & changed):
         return port
     return readiness.wait(port)  # DESIGN.md flow 4
 
@@ -67,6 +74,8 @@ def create_app(
     app.include_router(agents.router)
     app.include_router(identity.router)
     app.include_router(metrics_router)
+    app.include_router(leases.router)
+    app.include_router(dashboard_router)
     networks = Crud(
         Store.list_networks,
         Store.get_network,
@@ -93,7 +102,7 @@ def create_app(
             PortBody,
             store_of,
             ports,
-            {"fixed_ips"},
+            {"fixed_ips", "dhcp_lease_state"},
             after_write=_port_ready,
             full_list=lambda request: store_of(request).port_list_body(),
         )

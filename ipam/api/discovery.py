@@ -12,6 +12,19 @@ router = APIRouter()
 
 EXTENSIONS = [
     ("binding", "Port Binding", "Expose port bindings of a virtual port to external application"),
+    (
+        "dns-integration",
+        "DNS Integration",
+        "Provides integration with DNS: a port's dns_name (its hostname, given by DHCP and "
+        "answered by the network's DNS service) and dns_assignment, a network's dns_domain.",
+    ),
+    (
+        "extra_dhcp_opt",
+        "Neutron Extra DHCP options",
+        "Extra options configuration for DHCP. For example PXE boot options to DHCP clients "
+        "can be specified (e.g. tftp-server, server-ip-address, bootfile-name); an "
+        "allow-list of typed options.",
+    ),
     ("net-mtu", "Network MTU", "Provides MTU attribute for a network resource."),
     (
         "network-ip-availability",
@@ -60,7 +73,8 @@ EXTENSIONS = [
         "oVirt DHCP placement",
         "Networks carry vdsm_name (the bridge name on oVirt "
         "hosts), ha_count (how many hosts serve DHCP for the network) and "
-        "dhcp_lease_time (seconds, -1 infinite, null the DHCP agent's default).",
+        "dhcp_lease_time (seconds, -1 infinite, null the DHCP agent's default) and "
+        "dns_service (whether their DHCP servers answer DNS; null the engine's default).",
     ),
 ]
 

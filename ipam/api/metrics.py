@@ -5,9 +5,11 @@ reach the engine by their heartbeats.
 What is read from the store at each scrape, in one read transaction: per subnet the
 addresses (total, used, free), per network its ports by status and its DHCP servers
 (wanted: the HA count; serving: live agents whose dnsmasq runs it), per host whether
-it is alive and how many networks its agent serves. What this engine process counts:
-the port-create histogram (POST to answer, readiness included), the bus outbox
-depth, and the failovers its DHCP manager made (a placement moved off a down host).
+it is alive and how many networks its agent serves, per network its leases by state.
+What this engine process counts: the port-create histogram (POST to answer,
+readiness included), the bus outbox depth, the failovers its DHCP manager made (a
+placement moved off a down host), and the declines and unreadable DHCP log lines
+the agents reported.
 """
 
 from __future__ import annotations
@@ -17,7 +19,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -100,6 +108,15 @@ class _StoreCollector(Collector):
             alive = is_alive(host["last_seen"], self.host_down_time, now)
             hosts_up.add_metric([host["name"]], float(alive))
         yield hosts_up
+        leases = GaugeMetricFamily(
+            "ovirt_ipam_dhcp_leases",
+            "Clients of a network by what a DHCP server last saw of them (one per client "
+            "and serving host): offered, bound, nak, released, declined, expired.",
+            labels=["network_id", "state"],
+        )
+        for (net_id, state), count in sorted(view.get("leases", {}).items()):
+            leases.add_metric([net_id, state], float(count))
+        yield leases
         if self.outbox_depth is not None:
             yield GaugeMetricFamily(
                 "ovirt_ipam_bus_outbox_messages",
@@ -133,6 +150,24 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_StoreCollector(store, host_down_time, outbox_depth, failovers))
+        self.declines = Counter(
+            "ovirt_ipam_dhcp_declines",
+            "DHCPDECLINEs the agents reported (a VM found its address in use).",
+            ["network_id"],
+            registry=self.registry,
+        )
+        self.lease_lines_unparsed = Counter(
+            "ovirt_ipam_dhcp_lease_log_lines_unparsed",
+            "DHCP log lines of dnsmasq the agents did not understand (never used).",
+            registry=self.registry,
+        )
+
+    def leases(self, network_id: str, declines: int, unparsed: int) -> None:
+        """Told of every lease batch by the bus server (ipam.dhcp.bus_server)."""
+        if declines:
+            self.declines.labels(network_id).inc(declines)
+        if unparsed:
+            self.lease_lines_unparsed.inc(unparsed)
 
     def request(self, method: str, path: str, status: int, seconds: float) -> None:
         """Told of every API request by the access log (ipam.api.middleware)."""

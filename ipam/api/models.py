@@ -20,14 +20,16 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
+from ipam.bus import dhcp_options
 from ipam.bus.contracts import LEASE_TIME_INFINITE, LEASE_TIME_MAX, LEASE_TIME_MIN, LEASE_TIME_RULE
 from ipam.store.validators import NETWORK_NAME_MAX
 
 Name = str
 _S = Field(default=None, max_length=255)
 _LIST = Field(default=None, max_length=64)
-#: Attributes whose null a client sends on purpose (an update back to the default).
-_NULL_IS_A_VALUE = {"gateway_ip", "dhcp_lease_time"}
+#: Attributes whose null a client sends on purpose (an update back to the default, or
+#: a name cleared).
+_NULL_IS_A_VALUE = {"gateway_ip", "dhcp_lease_time", "dns_service", "dns_domain", "dns_name"}
 #: The error type of a value that does not convert (ipam.api.errors: InvalidInput).
 CONVERSION_ERROR = "neutron_conversion"
 #: oVirt engine's Java client binds provider:segmentation_id as an Integer.
@@ -98,6 +100,58 @@ def _string_map(value: Any) -> Any:
     return value
 
 
+def _dns_name(value: Any) -> Any:
+    """A port's dns_name lower-cased as Neutron does, checked (dhcp_options.dns_label)."""
+    if value is None or value == "":
+        return value
+    try:
+        return dhcp_options.dns_label(value)
+    except dhcp_options.OptionError as exc:
+        raise _refuse(str(exc)) from None
+
+
+def _dns_domain(value: Any) -> Any:
+    """A network's dns_domain: "" or an FQDN ending with '.', lower-cased."""
+    if value is None:
+        return value
+    try:
+        return dhcp_options.dns_domain(value)
+    except dhcp_options.OptionError as exc:
+        raise _refuse(str(exc)) from None
+
+
+def _opt_ip_version(value: Any) -> int:
+    """4 (the default) or 6, also as the strings python-openstackclient sends."""
+    if value is None:
+        return 4
+    if (type(value) is int and value in (4, 6)) or value in ("4", "6"):
+        return int(value)
+    raise _refuse(f"ip_version {_shown(value)} is not 4 or 6")
+
+
+def _dhcp_opts(value: Any) -> Any:
+    """Neutron's extra_dhcp_opts with each name and value in canonical form (the alias
+    "67" becomes "bootfile-name"); a name not allowed, or a value not of its option's
+    kind, is refused naming the option. The store merges and checks them again."""
+    if not isinstance(value, list):
+        return value  # not a list: refused by the schema
+    out = []
+    for raw in value:
+        if not isinstance(raw, dict):
+            out.append(raw)  # refused by the schema
+            continue
+        version = _opt_ip_version(raw.get("ip_version"))
+        try:
+            name = dhcp_options.option_name(raw.get("opt_name"), version)
+            opt_value = raw.get("opt_value")
+            if opt_value is not None:
+                opt_value = dhcp_options.option_value(name, opt_value, version)
+        except dhcp_options.OptionError as exc:
+            raise _refuse(str(exc)) from None
+        out.append({**raw, "opt_name": name, "opt_value": opt_value, "ip_version": version})
+    return out
+
+
 _INT_SCHEMA = {
     "anyOf": [
         {"type": "integer"},
@@ -133,6 +187,12 @@ LeaseTime = Annotated[
     ),
 ]
 SecurityGroups = Annotated[list[str] | None, BeforeValidator(_none_is_empty_list)]
+DnsName = Annotated[
+    str | None, BeforeValidator(_dns_name), WithJsonSchema({"type": ["string", "null"]})
+]
+DnsDomainText = Annotated[
+    str | None, BeforeValidator(_dns_domain), WithJsonSchema({"type": ["string", "null"]})
+]
 StringMap = Annotated[dict[str, str] | None, BeforeValidator(_string_map)]
 
 
@@ -192,7 +252,17 @@ class NetworkAttrs(_Body):
     provider_segmentation_id: NInt = Field(
         default=None, alias="provider:segmentation_id", ge=0, le=JAVA_INT_MAX
     )
-    dns_domain: str | None = _S
+    dns_domain: DnsDomainText = Field(
+        default=None,
+        description="DNS domain of the network's ports: a fully qualified name ending with "
+        "'.' (lower-cased); \"\" or null: the engine's [dns] domain.",
+    )
+    dns_service: NBool = Field(
+        default=None,
+        description="Whether the network's DHCP servers answer DNS for its ports (and "
+        "forward other names to the subnets' dns_nameservers); null: the engine's [dns] "
+        "service_default.",
+    )
     qos_policy_id: str | None = _S
     is_default: NBool = None
 
@@ -235,6 +305,26 @@ class SubnetAttrs(_Body):
     dns_publish_fixed_ip: NBool = None
 
 
+class ExtraDhcpOpt(_Body):
+    """One of Neutron's extra_dhcp_opts, in canonical form (_dhcp_opts made it so)."""
+
+    opt_name: str = Field(
+        max_length=64,
+        description="bootfile-name (67), ipxe-bootfile-name, http-boot-url, tftp-server "
+        "(66), server-ip-address, ntp-server (42), domain-search (119) or mtu (26).",
+    )
+    opt_value: str | None = Field(
+        default=None, max_length=255, description="null (in an update): remove the option."
+    )
+    ip_version: Annotated[
+        int,
+        WithJsonSchema({"anyOf": [{"enum": [4, 6]}, {"enum": ["4", "6"]}, {"type": "null"}]}),
+    ] = Field(default=4, description="4 (the default) or 6.")
+
+
+ExtraDhcpOpts = Annotated[list[ExtraDhcpOpt] | None, BeforeValidator(_dhcp_opts)]
+
+
 class FixedIp(_Body):
     subnet_id: str | None = Field(default=None, max_length=36)
     ip_address: str | None = Field(default=None, max_length=39)
@@ -264,7 +354,17 @@ class PortAttrs(_Body):
         description="A map of strings (oVirt engine reads it as Map<String, String>).",
     )
     allowed_address_pairs: list[dict[str, Any]] | None = _LIST
-    dns_name: str | None = _S
+    dns_name: DnsName = Field(
+        default=None,
+        description="The port's hostname: an RFC 1123 label (lower-cased), unique among "
+        'the ports of its network; "" or null: none.',
+    )
+    extra_dhcp_opts: ExtraDhcpOpts = Field(
+        default=None,
+        max_length=64,
+        description="DHCP options of the port (Neutron's extra_dhcp_opt). An update "
+        "merges by opt_name and ip_version; opt_value null removes an option.",
+    )
     qos_policy_id: str | None = _S
     propagate_uplink_status: NBool = None
 

@@ -9,7 +9,8 @@ Engine to agents (on ``agent_queue(host)``): ``port.update``/``port.delete``
 ``network.update``/``network.delete`` (NetworkEvent), ``engine.started``
 (EngineStarted: resync everything), and ``sync.reply`` (on the
 agent's ``reply_queue(host)``). Agents to the engine (on ENGINE_QUEUE):
-``sync.request``, ``port.ack``, ``agent.heartbeat``, ``network.release``.
+``sync.request``, ``port.ack``, ``lease.facts``, ``agent.heartbeat``,
+``network.release``.
 
 Everything that may reach a queue name, a file name, an interface or a dnsmasq
 file is checked here: ids are canonical UUIDs, MACs lower-case colon form, IPs and
@@ -423,6 +424,41 @@ class PortAck(_Model):
     ports: Annotated[list[AckedPort], Field(max_length=MAX_PORTS)]
 
 
+#: What a DHCP server last saw of a client: offered (OFFER sent), bound (ACK sent),
+#: nak (NAK sent), released (RELEASE received), declined (DECLINE received: the
+#: client found the address in use), expired (the lease ran out unrenewed).
+LeaseState = Literal["offered", "bound", "nak", "released", "declined", "expired"]
+MAX_LEASE_FACTS = 10_000
+
+
+class LeaseFact(_Model):
+    """One client's latest exchange with this host's dnsmasq, from its log."""
+
+    mac_address: Mac
+    ip_address: IP | None
+    state: LeaseState
+    #: When dnsmasq logged it (the agent's clock, seconds since the epoch).
+    seen_at: Timestamp
+    #: When a bound lease ends (None: infinite, or not bound).
+    expires_at: Timestamp | None = None
+    #: dnsmasq's own words for a NAK (e.g. "wrong address"), printable only.
+    reason: Sender | None = None
+
+
+class LeaseFacts(_Model):
+    """A batch of lease facts of one network served on one host (never one message
+    per packet). ``unparsed`` counts DHCP log lines the agent did not understand
+    since its last batch: they are logged, never turned into facts."""
+
+    host: Host
+    network_id: Uuid
+    facts: Annotated[list[LeaseFact], Field(max_length=MAX_LEASE_FACTS)]
+    unparsed: Annotated[int, Field(ge=0)] = 0
+    #: True when the facts are a full rebuild from dnsmasq's lease file (an agent or
+    #: dnsmasq that started): bound leases not in it are no longer bound on this host.
+    rebuilt: bool = False
+
+
 class ServedNetworkReport(_Model):
     """One network a DHCP agent serves, as its heartbeat reports it."""
 
@@ -483,6 +519,7 @@ TYPES: dict[str, type[BaseModel]] = {
     "subnet.update": SubnetEvent,
     "subnet.delete": SubnetEvent,
     "port.ack": PortAck,
+    "lease.facts": LeaseFacts,
     "agent.heartbeat": Heartbeat,
     "network.release": NetworkRelease,
     "host.heartbeat": HostHeartbeat,

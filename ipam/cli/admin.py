@@ -47,6 +47,29 @@ def _lease_time(text: str) -> int | str:
         ) from None
 
 
+def _dhcp_option(text: str) -> tuple[str, str]:
+    """``NAME=VALUE`` (the value may hold '=', as a URL's query does)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name.strip(), value
+
+
+def _dhcp_opts(a: argparse.Namespace) -> list[dict[str, Any]]:
+    """--dhcp-option and --remove-dhcp-option as extra_dhcp_opts entries (the engine
+    merges them into the port's options; a null value removes one)."""
+    version = getattr(a, "ip_version", 4)
+    out: list[dict[str, Any]] = [
+        {"opt_name": name, "opt_value": value, "ip_version": version}
+        for name, value in getattr(a, "dhcp_option", None) or []
+    ]
+    out += [
+        {"opt_name": name, "opt_value": None, "ip_version": version}
+        for name in getattr(a, "remove_dhcp_option", None) or []
+    ]
+    return out
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--url", help="API URL (env OVIRT_IPAM_URL, default http://127.0.0.1:9696)")
     p.add_argument("--token", help="X-Auth-Token (env OVIRT_IPAM_TOKEN)")
@@ -63,6 +86,10 @@ def _attrs_network(a: argparse.Namespace) -> dict[str, Any]:
         out["dhcp_lease_time"] = None if lease == _AGENT_DEFAULT else lease
     if getattr(a, "disable", False):
         out["admin_state_up"] = False
+    if getattr(a, "dns_domain", None) is not None:
+        out["dns_domain"] = a.dns_domain
+    if getattr(a, "dns_service", None) is not None:
+        out["dns_service"] = a.dns_service
     return out
 
 
@@ -93,9 +120,12 @@ def _attrs_port(a: argparse.Namespace, client: Client) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if getattr(a, "network", None):
         out["network_id"] = client.find("networks", "network", a.network)["id"]
-    for key in ("name", "mac_address", "device_id", "device_owner", "description"):
+    for key in ("name", "mac_address", "device_id", "device_owner", "description", "dns_name"):
         if getattr(a, key, None) is not None:
             out[key] = getattr(a, key)
+    opts = _dhcp_opts(a)
+    if opts:
+        out["extra_dhcp_opts"] = opts
     if a.host is not None:
         out["binding:host_id"] = a.host
     if a.fixed_ip:
@@ -162,10 +192,47 @@ def placement(a: argparse.Namespace) -> int:
     return 0
 
 
+def lease_list(a: argparse.Namespace) -> int:
+    """What the DHCP servers saw of each client (of a network), joined to its port."""
+    client = Client(a.url, a.token)
+    try:
+        params: dict[str, str] = {}
+        if a.network:
+            params["network_id"] = client.find("networks", "network", a.network)["id"]
+        if a.state:
+            params["state"] = a.state
+        rows = client.request("GET", "/v2.0/dhcp-leases", params=params)["dhcp_leases"]
+    except ApiError as exc:
+        print(f"Error: {exc}")
+        return 1
+    for row in rows:
+        row["port_id"] = row["port_id"] or "(no port has this MAC)"
+    columns = [
+        "mac_address",
+        "ip_address",
+        "state",
+        "host",
+        "port_id",
+        "last_seen",
+        "expires_at",
+    ]
+    print(table.show_list(rows, columns, a.format))
+    return 0
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     pp = sub.add_parser("placement", help="which hosts serve DHCP for each network")
     _common(pp)
     pp.set_defaults(func=placement)
+    lp = sub.add_parser("lease", help="what the DHCP servers saw of each client")
+    lactions = lp.add_subparsers(dest="action", required=True)
+    ll = lactions.add_parser("list")
+    _common(ll)
+    ll.add_argument("--network", help="only this network's (id or name)")
+    ll.add_argument(
+        "--state", choices=["offered", "bound", "nak", "released", "declined", "expired"]
+    )
+    ll.set_defaults(func=lease_list)
     for kind in ("network", "subnet", "port"):
         kp = sub.add_parser(kind, help=f"manage {PLURAL[kind]} through the REST API")
         actions = kp.add_subparsers(dest="action", required=True)
@@ -205,6 +272,20 @@ def _fields(kind: str, p: argparse.ArgumentParser, create: bool) -> None:
         )
         p.add_argument("--mtu", type=int)
         p.add_argument("--disable", action="store_true", help="admin_state_up false")
+        p.add_argument(
+            "--dns-domain",
+            metavar="DOMAIN",
+            help="DNS domain of its ports, ending with '.' (e.g. lab.example.org.); "
+            "'' uses the engine's [dns] domain",
+        )
+        p.add_argument(
+            "--dns-service",
+            dest="dns_service",
+            action="store_true",
+            default=None,
+            help="its DHCP servers answer DNS for its ports",
+        )
+        p.add_argument("--no-dns-service", dest="dns_service", action="store_false")
         return
     p.add_argument("--name")
     if kind == "subnet":
@@ -227,6 +308,29 @@ def _fields(kind: str, p: argparse.ArgumentParser, create: bool) -> None:
     p.add_argument("--device-id")
     p.add_argument("--device-owner")
     p.add_argument("--host", help="binding:host_id")
+    p.add_argument("--dns-name", metavar="NAME", help="hostname of the port; '' removes it")
+    p.add_argument(
+        "--dhcp-option",
+        type=_dhcp_option,
+        action="append",
+        metavar="NAME=VALUE",
+        help="a DHCP option of the port, e.g. bootfile-name=pxelinux.0 (repeatable; "
+        "set merges it into the port's options)",
+    )
+    if not create:
+        p.add_argument(
+            "--remove-dhcp-option",
+            action="append",
+            metavar="NAME",
+            help="remove this DHCP option of the port (repeatable)",
+        )
+    p.add_argument(
+        "--ip-version",
+        type=int,
+        choices=[4, 6],
+        default=4,
+        help="IP version of the --dhcp-option and --remove-dhcp-option given (default 4)",
+    )
 
 
 def run(a: argparse.Namespace) -> int:

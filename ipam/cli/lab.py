@@ -98,6 +98,7 @@ def status_text(st: dict[str, Any]) -> str:
         f"Lab {st['name']} in {st['directory']}",
         f"Engine: pid {engine['pid']} {'running' if engine['running'] else 'NOT RUNNING'}, "
         f"API {st['api_url']}, store {st['store']}, bus {st['transport_url']}",
+        f"Dashboard: {st['api_url'].rstrip('/')}/dashboard",
         "",
         table.render(
             ["Host", "Namespace", "Bridges", "Host service", "Serves DHCP for"],

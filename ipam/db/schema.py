@@ -2,7 +2,8 @@
 
 Uniqueness that the invariants depend on is enforced here, by the database:
 an IP once per subnet (``ip_allocations`` primary key), a MAC once per network,
-a VDSM name once. IPs are stored as integers so ranges compare cheaply.
+a VDSM name once, a port's dns_name once per network. IPs are stored as integers
+so ranges compare cheaply.
 """
 
 from __future__ import annotations
@@ -100,10 +101,15 @@ ports = sa.Table(
     sa.Column("host_id", sa.String(255), nullable=False, server_default=""),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("admin_state_up", sa.Boolean, nullable=False),
+    # The served hostname (an RFC 1123 label, ipam.bus.dhcp_options); NULL: none.
+    sa.Column("dns_name", sa.String(63), nullable=True),
     *_common(),
     sa.UniqueConstraint("network_id", "mac_address"),
 )
 sa.Index("ix_ports_mac_address", ports.c.mac_address)
+# A unique index, not a constraint: SQLite adds it without copying the table (whose
+# triggers, migration 0004, would go with the copy). NULLs are distinct in both.
+sa.Index("ix_ports_network_id_dns_name", ports.c.network_id, ports.c.dns_name, unique=True)
 
 ip_allocations = sa.Table(
     "ip_allocations",
@@ -164,6 +170,23 @@ port_acks = sa.Table(
     sa.Column("revision_number", sa.Integer, nullable=False),
     sa.Column("acked_at", sa.Float, nullable=False),
 )
+
+# What each host's dnsmasq last saw of each client (agents' lease.facts). Joined to a
+# port by (network, MAC) when shown: a fact is never attached to the port of its IP.
+dhcp_leases = sa.Table(
+    "dhcp_leases",
+    metadata,
+    sa.Column("network_id", ID, sa.ForeignKey("networks.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("mac_address", sa.String(17), primary_key=True),
+    sa.Column("host", sa.String(64), primary_key=True),
+    sa.Column("ip_address", sa.String(39), nullable=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("first_seen", sa.Float, nullable=False),
+    sa.Column("last_seen", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=True),
+    sa.Column("reason", sa.String(255), nullable=True),
+)
+sa.Index("ix_dhcp_leases_state", dhcp_leases.c.state)
 
 # Change counters kept by triggers (migration 0004): 'ports' advances with every
 # committed change of a port or of its addresses; changes up to ``pruned`` may be

@@ -8,6 +8,8 @@
   also published to the agent, so nothing falls between the two.
 - ``port.ack``: records the readiness acknowledgements; a port acknowledged at
   its current revision becomes ACTIVE (its revision_number unchanged).
+- ``lease.facts``: stores what the host's dnsmasq saw of its clients
+  (ipam.store.leases); a decline is logged as a warning and counted.
 - ``agent.heartbeat``: records the heartbeat; its networks become the host's
   subscription.
 - ``network.release``: unsubscribes the host from the network and deletes its
@@ -29,6 +31,7 @@ from ipam.bus import contracts
 from ipam.bus.contracts import (
     Envelope,
     Heartbeat,
+    LeaseFacts,
     NetworkRelease,
     NetworkState,
     PortAck,
@@ -66,6 +69,8 @@ class BusServer:
     ) -> None:
         self.on_acks = on_acks  # wakes requests waiting for readiness (ipam.dhcp.readiness)
         self.on_bridges_changed = on_bridges_changed  # wakes the DHCP manager
+        #: (network id, declines, unparsed lines) of each lease batch: the metrics.
+        self.on_leases: Callable[[str, int, int], None] | None = None
         self._bridges: dict[str, list[str]] = {}  # host -> bridges of its last heartbeat
         self.store = store
         self.bus = bus
@@ -75,6 +80,7 @@ class BusServer:
         self._handlers: dict[str, Any] = {
             "sync.request": self._sync,
             "port.ack": self._ack,
+            "lease.facts": self._leases,
             "agent.heartbeat": self._heartbeat,
             "network.release": self._release,
             "host.heartbeat": self._host_heartbeat,
@@ -175,7 +181,7 @@ class BusServer:
             None,
         )
         return NetworkState(
-            network=network_info(state["network"]),
+            network=network_info(state["network"], self.store.dns),
             subnets=[subnet_state(s) for s in state["subnets"]],
             ports=[port_state(p) for p in state["ports"]],
             dhcp_port=port_state(dhcp_port) if dhcp_port and dhcp_subnets else None,
@@ -194,6 +200,37 @@ class BusServer:
             recorded,
             len(activated),
         )
+
+    def _leases(self, env: Envelope, batch: LeaseFacts) -> None:
+        facts = [f.model_dump() for f in batch.facts]
+        changed = self.store.record_leases(batch.host, batch.network_id, facts, batch.rebuilt)
+        declined = sum(f.state == "declined" for f in batch.facts)
+        if batch.unparsed:
+            LOG.warning(
+                "Lease facts from host %s on network %s: %d DHCP log line(s) not understood",
+                batch.host,
+                batch.network_id,
+                batch.unparsed,
+            )
+        for fact in batch.facts:
+            if fact.state == "declined":
+                LOG.warning(
+                    "Host %s network %s: client %s declined %s (address in use)",
+                    batch.host,
+                    batch.network_id,
+                    fact.mac_address,
+                    fact.ip_address,
+                )
+        LOG.debug(
+            "Lease facts from host %s on network %s: %d fact(s), %d stored, rebuilt=%s",
+            batch.host,
+            batch.network_id,
+            len(facts),
+            changed,
+            batch.rebuilt,
+        )
+        if self.on_leases is not None:
+            self.on_leases(batch.network_id, declined, batch.unparsed)
 
     def _heartbeat(self, env: Envelope, hb: Heartbeat) -> None:
         self.store.agent_heartbeat(

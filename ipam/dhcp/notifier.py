@@ -17,6 +17,7 @@ from typing import Any
 
 from ipam.bus import contracts
 from ipam.bus.contracts import (
+    DhcpOpt,
     FixedIp,
     HostRoute,
     NetworkEvent,
@@ -30,6 +31,7 @@ from ipam.bus.messaging import Bus
 from ipam.bus.outbox import Outbox
 from ipam.db.engine import Database
 from ipam.store import agents
+from ipam.store.dns import DnsDefaults
 
 LOG = logging.getLogger(__name__)
 
@@ -38,6 +40,26 @@ SENDER = "engine"
 
 
 # -- store views -> contract models -------------------------------------------------------
+
+
+def _served_name(port: dict[str, Any]) -> str | None:
+    """The hostname the DHCP servers give the port: its dns_assignment's. A legacy
+    dns_name (shown, not served: ipam.store.dns) has none, nor has a port without
+    addresses (nothing to serve)."""
+    assigned = port.get("dns_assignment") or []
+    return assigned[0]["hostname"] if assigned else None
+
+
+def _dhcp_opts(port: dict[str, Any]) -> list[DhcpOpt]:
+    """The port's options; one the contract refuses (stored under older rules) is
+    left out and logged, so the port itself still reaches the agents."""
+    out = []
+    for opt in port.get("extra_dhcp_opts") or []:
+        try:
+            out.append(DhcpOpt(**opt))
+        except (ValueError, TypeError) as exc:
+            LOG.warning("Port %s: DHCP option %s not sent: %s", port["id"], opt, exc)
+    return out
 
 
 def port_state(port: dict[str, Any]) -> PortState:
@@ -51,6 +73,8 @@ def port_state(port: dict[str, Any]) -> PortState:
         revision_number=port["revision_number"],
         device_owner=port["device_owner"],
         admin_state_up=port["admin_state_up"],
+        dns_name=_served_name(port),
+        extra_dhcp_opts=_dhcp_opts(port),
     )
 
 
@@ -72,7 +96,8 @@ def subnet_state(subnet: dict[str, Any]) -> SubnetState:
     )
 
 
-def network_info(net: dict[str, Any]) -> NetworkInfo:
+def network_info(net: dict[str, Any], dns: DnsDefaults) -> NetworkInfo:
+    """The network as agents serve it; dns: the [dns] defaults its view leaves open."""
     return NetworkInfo(
         id=net["id"],
         vdsm_name=net["vdsm_name"],
@@ -80,6 +105,8 @@ def network_info(net: dict[str, Any]) -> NetworkInfo:
         admin_state_up=net["admin_state_up"],
         revision_number=net["revision_number"],
         dhcp_lease_time=net["dhcp_lease_time"],
+        dns_domain=dns.domain_of(net) or None,
+        dns_service=net["dns_service"],
     )
 
 

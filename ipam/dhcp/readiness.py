@@ -1,9 +1,9 @@
 """Ports that are ready when the VM starts (DESIGN.md, flow 4).
 
-A port create (or a change of its MAC or IPs) returns once the readiness policy
-is met: ``any`` live serving host, or ``all`` of them, acknowledged that its
-dnsmasq loaded the port's current revision; ``none`` does not wait. A serving
-host is a live agent (heard from within host_down_time) whose heartbeat says its
+A port create (or a change of its MAC, IPs, dns_name or extra_dhcp_opts) returns
+once the readiness policy is met: ``any`` live serving host, or ``all`` of them,
+acknowledged that its dnsmasq loaded the port's current revision; ``none`` does not
+wait. A serving host is a live agent (heard from within host_down_time) whose heartbeat says its
 dnsmasq for the network runs: a freshly placed host counts once it serves.
 
 A network that no server runs yet but one is coming for (a DHCP-enabled

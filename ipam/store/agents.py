@@ -18,6 +18,7 @@ from ipam.db.schema import dhcp_agents, ip_allocations, port_acks
 from ipam.db.schema import ports as ports_table
 from ipam.db.schema import subnets as subnets_table
 from ipam.store import allocation, networks, ports, subnets
+from ipam.store.dns import DnsDefaults
 
 STATUS_ACTIVE = "ACTIVE"
 _CHUNK = 500
@@ -78,7 +79,9 @@ def heartbeat(
     )
 
 
-def release(conn: Connection, host: str, net_id: str, now: float | None) -> list[dict[str, Any]]:
+def release(
+    conn: Connection, host: str, net_id: str, now: float | None, dns: DnsDefaults
+) -> list[dict[str, Any]]:
     """Unsubscribe host from net_id and delete its DHCP port(s) there; returns them.
     ``now``: the agent itself released it (it was seen now); None: the DHCP manager
     did, for a host that is gone (its last heartbeat stays what it was)."""
@@ -91,7 +94,7 @@ def release(conn: Connection, host: str, net_id: str, now: float | None) -> list
         _save(conn, row, host, values)
     gone = []
     for port_row in _dhcp_port_rows(conn, net_id, host):
-        gone.append(ports.delete(conn, port_row.id))
+        gone.append(ports.delete(conn, port_row.id, dns))
     return gone
 
 
@@ -149,7 +152,7 @@ def _dhcp_port_rows(conn: Connection, net_id: str, host: str) -> Sequence[Row]:
 
 
 def ensure_dhcp_port(
-    conn: Connection, net_id: str, host: str, mac_prefix: str
+    conn: Connection, net_id: str, host: str, mac_prefix: str, dns: DnsDefaults
 ) -> tuple[dict[str, Any] | None, bool]:
     """The DHCP port of host on net_id with one IP on each DHCP-enabled subnet.
 
@@ -179,9 +182,10 @@ def ensure_dhcp_port(
                 "fixed_ips": [{"subnet_id": s} for s in dhcp_subnets],
             },
             mac_prefix,
+            dns,
         )
         return port, True
-    port = ports.show(conn, existing[0].id)
+    port = ports.show(conn, existing[0].id, dns)
     have = [f["subnet_id"] for f in port["fixed_ips"]]
     if sorted(have) == sorted(dhcp_subnets):
         return port, False
@@ -191,7 +195,7 @@ def ensure_dhcp_port(
             keep.append(f)
             seen.add(f["subnet_id"])
     wanted = keep + [{"subnet_id": s} for s in dhcp_subnets if s not in seen]
-    return ports.update(conn, port["id"], {"fixed_ips": wanted}), True
+    return ports.update(conn, port["id"], {"fixed_ips": wanted}, dns), True
 
 
 # -- acknowledgements ----------------------------------------------------------------------
@@ -273,14 +277,16 @@ def acks_of(conn: Connection, port_id: str) -> list[dict[str, Any]]:
 # -- the state of a network, for a sync ------------------------------------------------------
 
 
-def network_state(conn: Connection, net_id: str) -> dict[str, Any]:
+def network_state(conn: Connection, net_id: str, dns: DnsDefaults) -> dict[str, Any]:
     """The network, its subnets and its ports (store views) as of one transaction."""
-    net = networks.show(conn, net_id)
+    row = networks.get_row(conn, net_id)
     sub_rows = conn.execute(
         sa.select(subnets_table)
         .where(subnets_table.c.network_id == net_id)
         .order_by(subnets_table.c.created_at, subnets_table.c.id)
     ).all()
+    net = networks.view(row, [r.id for r in sub_rows], dns)
+    domain = dns.domain_of(row.extra)
     port_rows = conn.execute(
         sa.select(ports_table)
         .where(ports_table.c.network_id == net_id)
@@ -305,5 +311,5 @@ def network_state(conn: Connection, net_id: str) -> dict[str, Any]:
     return {
         "network": net,
         "subnets": [subnets.view(r, []) for r in sub_rows],
-        "ports": [ports.view(r, ips.get(r.id, [])) for r in port_rows],
+        "ports": [ports.view(r, ips.get(r.id, []), domain) for r in port_rows],
     }

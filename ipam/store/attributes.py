@@ -22,7 +22,6 @@ NETWORK_PASSIVE: dict[str, Any] = {
     "provider:network_type": None,
     "provider:physical_network": None,
     "provider:segmentation_id": None,
-    "dns_domain": "",
     "qos_policy_id": None,
     "is_default": False,
 }
@@ -42,7 +41,6 @@ PORT_PASSIVE: dict[str, Any] = {
     "binding:vnic_type": "normal",
     "binding:profile": {},
     "allowed_address_pairs": [],
-    "dns_name": "",
     "qos_policy_id": None,
     "propagate_uplink_status": False,
 }

@@ -14,8 +14,22 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from sqlalchemy.engine import Connection
+
 from ipam.db.engine import Database
-from ipam.store import agents, availability, filters, hosts, networks, ports, subnets, validators
+from ipam.exceptions import InvalidInput
+from ipam.store import (
+    agents,
+    availability,
+    filters,
+    hosts,
+    leases,
+    networks,
+    ports,
+    subnets,
+    validators,
+)
+from ipam.store.dns import DnsDefaults
 from ipam.store.port_list import PortList
 
 LOG = logging.getLogger(__name__)
@@ -43,6 +57,18 @@ def _split(kind: str, wanted: dict[str, list[str]]) -> tuple[dict, dict]:
     return sql, rest
 
 
+def _with_leases(c: Connection, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each port with its current lease (joined by network and MAC) and the reason
+    its DHCP is not right (ipam.store.leases)."""
+    now = time.time()
+    found = leases.for_ports(c, [(i["network_id"], i["mac_address"]) for i in items], now)
+    for item in items:
+        row = found.get((item["network_id"], item["mac_address"]))
+        item["dhcp_lease"] = leases.view(row, now) if row is not None else None
+        item["dhcp_status_reason"] = leases.status_reason(item, row, now)
+    return items
+
+
 class ChangeListener(Protocol):
     """Told of every committed change, after its commit (ipam.dhcp.notifier is the
     one the engine uses: it publishes the change to the DHCP agents)."""
@@ -63,11 +89,14 @@ class Store:
         db: Database,
         base_mac: str = "fa:16:3e:00:00:00",
         notifier: ChangeListener | None = None,
+        dns: DnsDefaults | None = None,
     ) -> None:
+        """dns: the [dns] configuration (ipam.config.dns_defaults); None: its defaults."""
         self.db = db
         self.mac_prefix = validators.base_mac_prefix(base_mac)
         self.notifier = notifier
-        self.port_list = PortList(db)
+        self.dns = dns or DnsDefaults()
+        self.port_list = PortList(db, dns=self.dns)
 
     def _notify(self, tell: Callable[[ChangeListener], None]) -> None:
         """Tell the listener, after the commit; a failure is logged, never raised."""
@@ -80,7 +109,7 @@ class Store:
 
     # networks
     def create_network(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        net = self.db.write(lambda c: networks.create(c, attrs))
+        net = self.db.write(lambda c: networks.create(c, attrs, self.dns))
         LOG.info(
             "Created network %s vdsm_name=%s ha_count=%d",
             net["id"],
@@ -92,15 +121,15 @@ class Store:
 
     def get_network(self, net_id: str) -> dict[str, Any]:
         with self.db.read() as c:
-            return networks.show(c, net_id)
+            return networks.show(c, net_id, self.dns)
 
     def list_networks(self, wanted: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
         sql, rest = _split("network", wanted or {})
         with self.db.read() as c:
-            return filters.apply(networks.list_(c, sql), rest)
+            return filters.apply(networks.list_(c, sql, self.dns), rest)
 
     def update_network(self, net_id: str, attrs: dict[str, Any]) -> dict[str, Any]:
-        net = self.db.write(lambda c: networks.update(c, net_id, attrs))
+        net = self.db.write(lambda c: networks.update(c, net_id, attrs, self.dns))
         LOG.info("Updated network %s revision=%d", net_id, net["revision_number"])
         self._notify(lambda n: n.network_changed(net))
         return net
@@ -144,7 +173,7 @@ class Store:
 
     # ports
     def create_port(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        port = self.db.write(lambda c: ports.create(c, attrs, self.mac_prefix))
+        port = self.db.write(lambda c: ports.create(c, attrs, self.mac_prefix, self.dns))
         LOG.info(
             "Created port %s network=%s mac=%s ips=%s",
             port["id"],
@@ -161,13 +190,35 @@ class Store:
             return ports.counts(c)
 
     def get_port(self, port_id: str) -> dict[str, Any]:
+        """The port with its lease: ``dhcp_lease`` (the current binding, and which
+        host holds it; None: none seen) and ``dhcp_status_reason`` (None when right)."""
         with self.db.read() as c:
-            return ports.show(c, port_id)
+            return _with_leases(c, [ports.show(c, port_id, self.dns)])[0]
 
     def list_ports(self, wanted: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
-        sql, rest = _split("port", wanted or {})
+        """Ports matching the filters, with their leases as get_port shows them when
+        there is a filter; ``dhcp_lease_state`` filters on the lease's state ("none":
+        no lease seen). Without a filter, exactly port_list_body's ports: that list is
+        oVirt engine's hot path, kept encoded, and shows no leases (a lease changes far
+        more often than a port)."""
+        wanted = dict(wanted or {})
+        states = wanted.pop("dhcp_lease_state", None)
+        if states is not None:
+            bad = [s for s in states if s not in (*leases.STATES, "none")]
+            if bad:
+                raise InvalidInput(
+                    f"Invalid input for dhcp_lease_state. Reason: {bad[0][:40]!r} is not one "
+                    f"of {', '.join((*leases.STATES, 'none'))}."
+                )
+        filtered = bool(wanted) or states is not None
+        sql, rest = _split("port", wanted)
         with self.db.read() as c:
-            return filters.apply(ports.list_(c, sql), rest)
+            items = filters.apply(ports.list_(c, sql, self.dns), rest)
+            if filtered:
+                items = _with_leases(c, items)
+        if states is not None:
+            items = [i for i in items if (i["dhcp_lease"] or {}).get("state", "none") in states]
+        return items
 
     def port_list_body(self) -> tuple[bytes, ...]:
         """The JSON body of the unfiltered port list, ``{"ports": [...]}``, in pieces
@@ -176,7 +227,7 @@ class Store:
         return self.port_list.body()
 
     def update_port(self, port_id: str, attrs: dict[str, Any]) -> dict[str, Any]:
-        port = self.db.write(lambda c: ports.update(c, port_id, attrs))
+        port = self.db.write(lambda c: ports.update(c, port_id, attrs, self.dns))
         LOG.info(
             "Updated port %s revision=%d mac=%s ips=%s",
             port_id,
@@ -188,7 +239,7 @@ class Store:
         return port
 
     def delete_port(self, port_id: str) -> None:
-        port = self.db.write(lambda c: ports.delete(c, port_id))
+        port = self.db.write(lambda c: ports.delete(c, port_id, self.dns))
         LOG.info("Deleted port %s", port_id)
         self._notify(lambda n: n.port_deleted(port))
 
@@ -252,7 +303,7 @@ class Store:
         (its address goes to the freed list). ``by_agent``: the host's agent said so
         (it is alive); else the DHCP manager releases it for a host long gone."""
         now = time.time() if by_agent else None
-        gone = self.db.write(lambda c: agents.release(c, host, net_id, now))
+        gone = self.db.write(lambda c: agents.release(c, host, net_id, now, self.dns))
         self._notify(lambda n: n.invalidate())
         for port in gone:
             LOG.info("Deleted DHCP port %s of host %s on network %s", port["id"], host, net_id)
@@ -270,7 +321,8 @@ class Store:
     def metrics_view(self) -> dict[str, Any]:
         """What the metrics endpoint reads, in one transaction (ipam.api.metrics):
         addresses per subnet, ports counted by (network, status), the networks' HA
-        counts, the agents and the hosts; a few queries whatever the store's size."""
+        counts, the agents, the hosts and the leases counted by (network, state); a
+        few queries whatever the store's size."""
         with self.db.read() as c:
             return {
                 "subnets": availability.per_subnet(c),
@@ -278,6 +330,7 @@ class Store:
                 "networks": networks.ha_counts(c),
                 "agents": agents.list_agents(c),
                 "hosts": hosts.list_(c),
+                "leases": leases.counts(c, time.time()),
             }
 
     def agent_subscriptions(self) -> dict[str, list[str]]:
@@ -289,7 +342,7 @@ class Store:
         """host's DHCP port on net_id, with an IP on each DHCP-enabled subnet; None
         when the network has none. Created or brought up to date when needed."""
         port, changed = self.db.write(
-            lambda c: agents.ensure_dhcp_port(c, net_id, host, self.mac_prefix)
+            lambda c: agents.ensure_dhcp_port(c, net_id, host, self.mac_prefix, self.dns)
         )
         if changed and port is not None:
             LOG.info(
@@ -306,7 +359,7 @@ class Store:
     def network_state(self, net_id: str) -> dict[str, Any]:
         """{network, subnets, ports} of net_id, read in one transaction."""
         with self.db.read() as c:
-            return agents.network_state(c, net_id)
+            return agents.network_state(c, net_id, self.dns)
 
     def record_acks(self, host: str, net_id: str, acked: dict[str, int]) -> tuple[int, list[str]]:
         """Record host's readiness acknowledgements {port id: revision} on net_id; ports
@@ -321,3 +374,17 @@ class Store:
     def port_acks(self, port_id: str) -> list[dict[str, Any]]:
         with self.db.read() as c:
             return agents.acks_of(c, port_id)
+
+    def record_leases(
+        self, host: str, net_id: str, facts: list[dict[str, Any]], rebuilt: bool
+    ) -> int:
+        """Store a batch of lease facts of host's dnsmasq on net_id (ipam.store.leases)."""
+        now = time.time()
+        return self.db.write(lambda c: leases.record(c, host, net_id, facts, rebuilt, now))
+
+    def list_leases(
+        self, net_id: str | None = None, state: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Every lease (of a network, in a state), with the port whose MAC it is."""
+        with self.db.read() as c:
+            return leases.list_(c, net_id, state, time.time())

@@ -1,4 +1,5 @@
-"""Networks: an oVirt network, its VDSM (bridge) name, its DHCP HA count and lease time.
+"""Networks: an oVirt network, its VDSM (bridge) name, its DHCP HA count and lease time,
+its DNS domain and whether its DHCP servers answer DNS (both kept in ``extra``).
 
 A network without a bridge (vdsm_name null: nothing gave a valid, free VDSM name) is
 kept: it has addresses but no DHCP server, and says why (no_bridge_reason)."""
@@ -6,6 +7,7 @@ kept: it has addresses but no DHCP server, and says why (no_bridge_reason)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,6 +16,7 @@ from sqlalchemy.engine import Connection, Row
 from ipam.bus.contracts import DHCP_OWNER, VDSM_NAME_RULE, is_vdsm_name
 from ipam.db.schema import networks, ports, subnets
 from ipam.exceptions import InvalidInput, NetworkInUse, NetworkNotFound, VdsmNameInUse
+from ipam.store import dns as names
 from ipam.store import validators
 from ipam.store.attributes import (
     NETWORK_PASSIVE,
@@ -24,6 +27,7 @@ from ipam.store.attributes import (
     timestamp,
     with_passive,
 )
+from ipam.store.dns import DnsDefaults
 from ipam.store.validators import NETWORK_NAME_MAX
 
 DEFAULT_MTU = 1500
@@ -120,9 +124,11 @@ def get_row(conn: Connection, net_id: str, lock: bool = False) -> Row:
     return row
 
 
-def view(row: Row, subnet_ids: list[str]) -> dict[str, Any]:
+def view(row: Row, subnet_ids: list[str], dns: DnsDefaults) -> dict[str, Any]:
     out = with_passive(row.extra, NETWORK_PASSIVE)
     out.update(
+        dns_domain=(row.extra or {}).get("dns_domain", ""),  # as set; "" uses [dns] domain
+        dns_service=dns.service_of(row.extra),  # effective
         id=row.id,
         name=row.name,
         vdsm_name=row.vdsm_name,
@@ -158,9 +164,26 @@ def _subnet_ids(conn: Connection, net_ids: list[str] | None) -> dict[str, list[s
     return out
 
 
-def create(conn: Connection, attrs: dict[str, Any]) -> dict[str, Any]:
+def _dns_updates(extra: dict[str, Any], attrs: dict[str, Any]) -> None:
+    """dns_domain (canonical; "" or null: none) and dns_service (null: back to the
+    [dns] service_default) into extra."""
+    if "dns_domain" in attrs:
+        domain = names.dns_domain(attrs["dns_domain"])
+        if domain:
+            extra["dns_domain"] = domain
+        else:
+            extra.pop("dns_domain", None)
+    if "dns_service" in attrs:
+        if attrs["dns_service"] is None:
+            extra.pop("dns_service", None)
+        else:
+            extra["dns_service"] = bool(attrs["dns_service"])
+
+
+def create(conn: Connection, attrs: dict[str, Any], dns: DnsDefaults) -> dict[str, Any]:
     attrs = dict(attrs)
     extra = split_passive(attrs, NETWORK_PASSIVE)
+    _dns_updates(extra, attrs)
     project = project_of(attrs) or ""
     name = validators.display_name(attrs.get("name") or "", max_length=NETWORK_NAME_MAX)
     now = timestamp()
@@ -180,28 +203,46 @@ def create(conn: Connection, attrs: dict[str, Any]) -> dict[str, Any]:
         "revision_number": 1,
     }
     conn.execute(sa.insert(networks).values(**values))
-    return view(get_row(conn, values["id"]), [])
+    return view(get_row(conn, values["id"]), [], dns)
 
 
-def show(conn: Connection, net_id: str) -> dict[str, Any]:
+def show(conn: Connection, net_id: str, dns: DnsDefaults) -> dict[str, Any]:
     row = get_row(conn, net_id)
-    return view(row, _subnet_ids(conn, [net_id]).get(net_id, []))
+    return view(row, _subnet_ids(conn, [net_id]).get(net_id, []), dns)
 
 
-def list_(conn: Connection, sql_filters: dict[str, list[Any]]) -> list[dict[str, Any]]:
+def domains(conn: Connection, net_ids: Collection[str] | None, dns: DnsDefaults) -> dict[str, str]:
+    """network id -> effective DNS domain, for the networks of a list of ports (all
+    networks when None): one query, however many ports."""
+    query = sa.select(networks.c.id, networks.c.extra)
+    if net_ids is not None:
+        query = query.where(networks.c.id.in_(list(net_ids)))
+    return {r.id: dns.domain_of(r.extra) for r in conn.execute(query)}
+
+
+def list_(
+    conn: Connection, sql_filters: dict[str, list[Any]], dns: DnsDefaults
+) -> list[dict[str, Any]]:
     query = sa.select(networks).order_by(networks.c.created_at, networks.c.id)
     for key, values in sql_filters.items():
         query = query.where(networks.c[key].in_(values))
     rows = conn.execute(query).all()
     sub = _subnet_ids(conn, None if len(rows) > 500 else [r.id for r in rows])
-    return [view(r, sub.get(r.id, [])) for r in rows]
+    return [view(r, sub.get(r.id, []), dns) for r in rows]
 
 
-def update(conn: Connection, net_id: str, attrs: dict[str, Any]) -> dict[str, Any]:
+def update(
+    conn: Connection, net_id: str, attrs: dict[str, Any], dns: DnsDefaults
+) -> dict[str, Any]:
     attrs = dict(attrs)
     row = get_row(conn, net_id, lock=True)
     name = attrs.pop("name", None)  # up to 256 characters, where other names take 255
     values = standard_updates(row, attrs, NETWORK_PASSIVE)
+    _dns_updates(values["extra"], attrs)
+    if dns.domain_of(values["extra"]) != dns.domain_of(row.extra):
+        # The ports' dns_assignment (fqdn) changed: rewriting the rows records them as
+        # changed for the kept port list (migration 0004's triggers), nothing else.
+        conn.execute(sa.update(ports).where(ports.c.network_id == net_id).values(name=ports.c.name))
     if name is not None:
         values["name"] = validators.display_name(name, max_length=NETWORK_NAME_MAX)
     if attrs.get("vdsm_name") is not None:
@@ -221,7 +262,7 @@ def update(conn: Connection, net_id: str, attrs: dict[str, Any]) -> dict[str, An
         values["admin_state_up"] = attrs["admin_state_up"]
     values.update(updated_at=timestamp(), revision_number=row.revision_number + 1)
     conn.execute(sa.update(networks).where(networks.c.id == net_id).values(**values))
-    return show(conn, net_id)
+    return show(conn, net_id, dns)
 
 
 def delete(conn: Connection, net_id: str) -> int:

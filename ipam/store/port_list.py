@@ -9,9 +9,10 @@ Whether the body is current comes from the database alone, so it holds with seve
 engines on one store and with any writer: triggers (migration 0004) advance the
 'ports' counter in ``change_counters`` with every committed change of a port or of
 its addresses, and record in ``port_changes`` each changed port with the counter's
-value. A request reads the counter (one row); when the body was built at that value
-it is the answer, else the ports changed since are read again and re-encoded. The
-counter, the change log and the ports are read in one snapshot (SQLite's read
+value (a network whose DNS domain changes rewrites its ports' rows, whose
+dns_assignment shows it). A request reads the counter (one row); when the body was
+built at that value it is the answer, else the ports changed since are read again
+and re-encoded. The counter, the change log and the ports are read in one snapshot (SQLite's read
 transaction, PostgreSQL's REPEATABLE READ), so the body is exactly the store at the
 value it is kept for, and a request gets a body read after it arrived: a change
 committed before a list, by this engine or another, is always in it.
@@ -37,6 +38,7 @@ from sqlalchemy.engine import Connection
 from ipam.db.engine import Database
 from ipam.db.schema import change_counters, port_changes
 from ipam.store import ports
+from ipam.store.dns import DnsDefaults
 
 LOG = logging.getLogger(__name__)
 
@@ -66,9 +68,10 @@ class _Block:
 
 
 class PortList:
-    def __init__(self, db: Database, keep: int = 100_000) -> None:
+    def __init__(self, db: Database, keep: int = 100_000, dns: DnsDefaults | None = None) -> None:
         self.db = db
         self.keep = keep
+        self.dns = dns or DnsDefaults()
         self._lock = threading.Lock()  # one refresh at a time
         self._kept: tuple[int, tuple[bytes, ...]] | None = None  # (counter value, body at it)
         self._blocks: list[_Block] = []
@@ -137,7 +140,7 @@ class PortList:
         self._kept, self._blocks, self._firsts, self._key_of = None, [], [], {}
 
     def _read_all(self, conn: Connection) -> None:
-        listed = ports.listed(conn)
+        listed = ports.listed(conn, self.dns)
         self._forget()
         for start in range(0, len(listed), BLOCK):
             part = listed[start : start + BLOCK]
@@ -151,7 +154,7 @@ class PortList:
             key = self._key_of.pop(port_id, None)
             if key is not None:
                 self._remove(key)
-        for key, item in ports.listed(conn, ids):
+        for key, item in ports.listed(conn, self.dns, ids):
             self._insert(key, encode(item))
             self._key_of[key[1]] = key
 

@@ -1,4 +1,5 @@
-"""Ports: a VM NIC (or a DHCP server's interface) with its MAC and fixed IPs."""
+"""Ports: a VM NIC (or a DHCP server's interface) with its MAC and fixed IPs, its
+hostname (dns_name) and its per-port DHCP options (extra_dhcp_opts)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from ipam.exceptions import (
     PortNotFound,
 )
 from ipam.store import allocation, validators
+from ipam.store import dns as names
 from ipam.store.attributes import (
     PORT_PASSIVE,
     project_of,
@@ -29,6 +31,8 @@ from ipam.store.attributes import (
     timestamp,
     with_passive,
 )
+from ipam.store.dns import DnsDefaults
+from ipam.store.networks import domains
 
 MAX_FIXED_IPS = 16
 STATUS_DOWN = "DOWN"
@@ -66,6 +70,7 @@ _network_and_subnets = (
     sa.select(
         networks_table.c.id,
         networks_table.c.project_id,
+        networks_table.c.extra,
         subnets.c.id.label("subnet_id"),
         *_SUBNET_COLUMNS,
     )
@@ -101,9 +106,19 @@ def get_row(conn: Connection, port_id: str, lock: bool = False) -> Row:
     return row
 
 
-def view(row: Row | SimpleNamespace, fixed_ips: list[dict[str, str]]) -> dict[str, Any]:
-    out = with_passive(row.extra, PORT_PASSIVE)
+def view(
+    row: Row | SimpleNamespace, fixed_ips: list[dict[str, str]], domain: str
+) -> dict[str, Any]:
+    """The port as the API shows it; domain: its network's effective DNS domain.
+
+    dns_name is the served one (the column), else a legacy value migration 0008 left in
+    extra (shown, not served: its dns_assignment is empty)."""
+    extra = row.extra or {}
+    out = with_passive(extra, PORT_PASSIVE)
     out.update(
+        dns_name=row.dns_name or extra.get("dns_name", ""),
+        dns_assignment=names.assignment(row.dns_name, domain, fixed_ips),
+        extra_dhcp_opts=[dict(o) for o in extra.get(names.OPTS, [])],
         id=row.id,
         name=row.name,
         network_id=row.network_id,
@@ -116,7 +131,6 @@ def view(row: Row | SimpleNamespace, fixed_ips: list[dict[str, str]]) -> dict[st
         tenant_id=row.project_id,
         project_id=row.project_id,
         description=row.description,
-        extra_dhcp_opts=[],
         created_at=shown(row.created_at),
         updated_at=shown(row.updated_at),
         revision_number=row.revision_number,
@@ -265,9 +279,36 @@ def _sort_key(fixed: dict[str, str]) -> tuple[str, int]:
     return fixed["subnet_id"], int(ipaddress.ip_address(fixed["ip_address"]))
 
 
-def create(conn: Connection, attrs: dict[str, Any], mac_prefix: str) -> dict[str, Any]:
+def _check_name_free(
+    conn: Connection, net_id: str, name: str, except_port: str | None = None
+) -> None:
+    """One port per network has a name. The unique index catches a concurrent create
+    (an IntegrityError: the transaction is retried, and this check then refuses it)."""
+    query = sa.select(ports.c.id).where(ports.c.network_id == net_id, ports.c.dns_name == name)
+    if except_port is not None:
+        query = query.where(ports.c.id != except_port)
+    other = conn.execute(query.limit(1)).scalar()
+    if other is not None:
+        raise InvalidInput(
+            f"Invalid input for dns_name. Reason: dns_name {name!r} is already used by port "
+            f"{other} on network {net_id}."
+        )
+
+
+def _domain(conn: Connection, net_id: str, dns: DnsDefaults) -> str:
+    return domains(conn, [net_id], dns).get(net_id, dns.domain)
+
+
+def create(
+    conn: Connection, attrs: dict[str, Any], mac_prefix: str, dns: DnsDefaults
+) -> dict[str, Any]:
     attrs = dict(attrs)
     extra = split_passive(attrs, PORT_PASSIVE)
+    dns_name = names.dns_name(attrs.get("dns_name"))
+    if attrs.get(names.OPTS) is not None:
+        opts = names.dhcp_opts(attrs[names.OPTS], None)
+        if opts:
+            extra[names.OPTS] = opts
     project = project_of(attrs)
     net_id = attrs.get("network_id")
     if not net_id:
@@ -288,6 +329,8 @@ def create(conn: Connection, attrs: dict[str, Any], mac_prefix: str) -> dict[str
         for r in rows
         if r.subnet_id is not None
     ]
+    if dns_name is not None:
+        _check_name_free(conn, net.id, dns_name)
     port_id = str(uuid.uuid4())
     if attrs.get("mac_address") is not None:
         mac = validators.mac_address(attrs["mac_address"])
@@ -305,6 +348,7 @@ def create(conn: Connection, attrs: dict[str, Any], mac_prefix: str) -> dict[str
         "host_id": _text(attrs, "binding:host_id"),
         "status": STATUS_DOWN,
         "admin_state_up": attrs.get("admin_state_up", True) is not False,
+        "dns_name": dns_name,
         "project_id": project if project is not None else net.project_id,
         "description": _text(attrs, "description"),
         "extra": extra,
@@ -321,7 +365,7 @@ def create(conn: Connection, attrs: dict[str, Any], mac_prefix: str) -> dict[str
     else:
         fixed = _allocate(conn, port_id, wanted)
     fixed.sort(key=_sort_key)
-    return view(SimpleNamespace(**values), fixed)
+    return view(SimpleNamespace(**values), fixed, dns.domain_of(net.extra))
 
 
 def counts(conn: Connection) -> dict[str, int]:
@@ -329,9 +373,10 @@ def counts(conn: Connection) -> dict[str, int]:
     return {network_id: n for network_id, n in rows}
 
 
-def show(conn: Connection, port_id: str) -> dict[str, Any]:
+def show(conn: Connection, port_id: str, dns: DnsDefaults) -> dict[str, Any]:
     row = get_row(conn, port_id)
-    return view(row, _fixed_ips(conn, [port_id]).get(port_id, []))
+    fixed = _fixed_ips(conn, [port_id]).get(port_id, [])
+    return view(row, fixed, _domain(conn, row.network_id, dns))
 
 
 # The order of a port list; order_key gives it for a row (ipam.store.port_list keeps it).
@@ -342,33 +387,68 @@ def order_key(row: Row) -> tuple[str, str]:
     return (row.created_at, row.id)
 
 
-def list_(conn: Connection, sql_filters: dict[str, list[Any]]) -> list[dict[str, Any]]:
+def _views(conn: Connection, rows: Sequence[Row], every: bool, dns: DnsDefaults) -> list[dict]:
+    """The views of rows, their addresses and their networks' domains read once for all
+    (every: read them for the whole store, cheaper than a long IN list)."""
+    ips = _fixed_ips(conn, None if every else [r.id for r in rows])
+    nets = domains(conn, None if every else {r.network_id for r in rows}, dns)
+    return [view(r, ips.get(r.id, []), nets.get(r.network_id, dns.domain)) for r in rows]
+
+
+def list_(
+    conn: Connection, sql_filters: dict[str, list[Any]], dns: DnsDefaults
+) -> list[dict[str, Any]]:
     query = sa.select(ports).order_by(*ORDER)
     for key, values in sql_filters.items():
         query = query.where(ports.c[COLUMNS[key]].in_(values))
     rows = conn.execute(query).all()
-    ips = _fixed_ips(conn, [r.id for r in rows] if len(rows) <= 500 else None)
-    return [view(r, ips.get(r.id, [])) for r in rows]
+    return _views(conn, rows, len(rows) > 500, dns)
 
 
 def listed(
-    conn: Connection, ids: Sequence[str] | None = None
+    conn: Connection, dns: DnsDefaults, ids: Sequence[str] | None = None
 ) -> list[tuple[tuple[str, str], dict]]:
     """(order key, view) of every port, or of the ports of ids, in the list's order."""
     query = sa.select(ports).order_by(*ORDER)
     if ids is not None:
         query = query.where(ports.c.id.in_(ids))
     rows = conn.execute(query).all()
-    ips = _fixed_ips(conn, None if ids is None else [r.id for r in rows])
-    return [(order_key(r), view(r, ips.get(r.id, []))) for r in rows]
+    views = _views(conn, rows, ids is None, dns)
+    return [(order_key(r), v) for r, v in zip(rows, views, strict=True)]
 
 
-def update(conn: Connection, port_id: str, attrs: dict[str, Any]) -> dict[str, Any]:
+def _dns_updates(conn: Connection, row: Row, attrs: dict[str, Any], values: dict) -> None:
+    """dns_name and extra_dhcp_opts (Neutron's merge); the port's status goes DOWN
+    when what its DHCP servers give out changes, until one has the new entry."""
+    extra = values["extra"]
+    if "dns_name" in attrs:
+        name = names.dns_name(attrs["dns_name"])
+        extra.pop("dns_name", None)  # a legacy value (migration 0008) is replaced
+        if name != row.dns_name:
+            if name is not None:
+                _check_name_free(conn, row.network_id, name, except_port=row.id)
+            values["dns_name"] = name
+            values["status"] = STATUS_DOWN
+    if attrs.get(names.OPTS) is not None:
+        current = (row.extra or {}).get(names.OPTS, [])
+        opts = names.dhcp_opts(attrs[names.OPTS], current)
+        if opts != current:
+            if opts:
+                extra[names.OPTS] = opts
+            else:
+                extra.pop(names.OPTS, None)
+            values["status"] = STATUS_DOWN
+
+
+def update(
+    conn: Connection, port_id: str, attrs: dict[str, Any], dns: DnsDefaults
+) -> dict[str, Any]:
     attrs = dict(attrs)
     row = get_row(conn, port_id, lock=True)
     if attrs.get("network_id") not in (None, row.network_id):
         raise InvalidInput("Cannot update read-only attribute network_id")
     values = standard_updates(row, attrs, PORT_PASSIVE)
+    _dns_updates(conn, row, attrs, values)
     for key in ("device_id", "device_owner", "binding:host_id"):
         if attrs.get(key) is not None:
             values[COLUMNS[key]] = _text(attrs, key)
@@ -386,7 +466,7 @@ def update(conn: Connection, port_id: str, attrs: dict[str, Any]) -> dict[str, A
         values["status"] = STATUS_DOWN
     values.update(updated_at=timestamp(), revision_number=row.revision_number + 1)
     conn.execute(sa.update(ports).where(ports.c.id == port_id).values(**values))
-    return show(conn, port_id)
+    return show(conn, port_id, dns)
 
 
 def _readdress(
@@ -415,10 +495,12 @@ def _readdress(
         values["status"] = STATUS_DOWN  # until a DHCP server has the new entry
 
 
-def delete(conn: Connection, port_id: str) -> dict[str, Any]:
+def delete(conn: Connection, port_id: str, dns: DnsDefaults) -> dict[str, Any]:
     """Delete the port; returns its view as it was (for the agents' port.delete)."""
     row = get_row(conn, port_id, lock=True)
-    gone = view(row, _fixed_ips(conn, [port_id]).get(port_id, []))
+    gone = view(
+        row, _fixed_ips(conn, [port_id]).get(port_id, []), _domain(conn, row.network_id, dns)
+    )
     allocation.release(conn, port_id)
     conn.execute(sa.delete(ports).where(ports.c.id == port_id))
     return gone
