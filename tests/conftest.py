@@ -29,6 +29,17 @@ def pg_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="module")
+def pg_url_for_module() -> Iterator[str]:
+    """A fresh PostgreSQL database for a module's tests, dropped after the module."""
+    with contextlib.ExitStack() as stack:
+        try:
+            url = stack.enter_context(temp_pg_database(PG_ADMIN_URL, prefix="ovirt_ipam_t"))
+        except sa.exc.OperationalError as exc:
+            pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is needed (tools/test.sh starts it): {exc}")
+        yield url
+
+
 def statements_run(store: Store, action: Callable[[], object]) -> int:
     """How many SQL statements action runs through the store's engine."""
     count = 0
@@ -92,6 +103,46 @@ def engine_factory(tmp_path: Path) -> Iterator[Callable[..., EngineProcess]]:
     yield start
     for eng in started:
         eng.stop()
+
+
+@pytest.fixture(scope="module")
+def module_engine_factory(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., EngineProcess]]:
+    """engine_factory for a world shared by a module's tests: engines in ``tmp`` (a
+    directory of their own unless given), stopped after the module."""
+    started: list[EngineProcess] = []
+
+    def start(
+        extra_conf: str = "", port: int | None = None, wait: bool = True, tmp: Path | None = None
+    ) -> EngineProcess:
+        eng = EngineProcess(tmp or tmp_path_factory.mktemp("engine"), extra_conf, port).start()
+        started.append(eng)
+        if wait:
+            eng.wait_up()
+        return eng
+
+    yield start
+    for eng in started:
+        eng.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _started_early(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """A test module whose world mostly waits (test_dhcp_continuity: its clients'
+    renewals, past dhclient's T2) has a ``start_early(tmp_path_factory)``: called here,
+    before the session's first test, for each such module with a test selected, so
+    that the tests run before it overlap that wait. The module's own fixture takes the
+    world and ends it; one it never took (the session stopped first) ends here."""
+    modules = {id(m): m for item in request.session.items if (m := getattr(item, "module", None))}
+    started = [
+        m.start_early(tmp_path_factory) for m in modules.values() if hasattr(m, "start_early")
+    ]
+    yield
+    for world in started:
+        world.close()
 
 
 # -- the reliability record (docs/reliability.md, made by tools/reliability_report.py) --

@@ -144,12 +144,3 @@ class RecordingAgentService:
 
     def stop(self) -> None:
         self.calls.append("stop")
-
-
-def lease_each(world: Any, ports: list[dict[str, Any]], at_once: int = 8) -> list[str | None]:
-    """What one VM of each port's MAC leases (World.lease), in the order of ``ports``:
-    ``at_once`` VMs ask at a time, each with its own namespace and udhcpc."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=at_once) as pool:
-        return list(pool.map(world.lease, ports))

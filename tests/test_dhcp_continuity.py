@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,6 +113,8 @@ class Timeline:
     gaps: dict[str, float] = field(default_factory=dict)
     logs: dict[str, str] = field(default_factory=dict)
     ips: dict[str, str] = field(default_factory=dict)  # server name -> its address
+    events: dict[str, list[Event]] = field(default_factory=dict)  # VM -> after the kill
+    outputs: dict[str, str] = field(default_factory=dict)  # VM -> its client's output
 
 
 class Site:
@@ -202,11 +205,40 @@ def _reboot(vmc: Vmc, timeout: float = 10) -> tuple[Event, float]:
     return got, got.at - started
 
 
-@pytest.fixture(scope="module")
-def timeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Timeline]:
-    site = Site(tmp_path_factory.mktemp("continuity"))
-    t = Timeline()
-    try:
+class Continuity:
+    """The timeline, in two parts. The first (leases, A's death and B's takeover, the
+    reboots, the renumbering, C's placement, B's respawn without its lease file) runs
+    when it is started. The second only waits, in a thread of its own, until every
+    client has renewed or rebound (past dhclient's T2: most of the module's time),
+    then takes what the tests judge: the eth0 gaps, the servers' logs, each client's
+    events and output at that moment.
+
+    It is started before the session's first test (start_early, called by conftest's
+    _started_early), so that the tests that run before this module's overlap the
+    second part's wait; run alone, the module's fixture waits for it as before."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.site: Site | None = None
+        self.t = Timeline()
+        self.error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._closing = threading.Event()
+        self._closed = False
+
+    def start(self) -> Continuity:
+        try:
+            self.site = Site(self.tmp)
+            settle = self._act(self.site)
+        except BaseException as exc:  # reported by timeline(), to this module's tests
+            self.error = exc
+            return self
+        self._thread = threading.Thread(target=settle, name="continuity", daemon=True)
+        self._thread.start()
+        return self
+
+    def _act(self, site: Site) -> Callable[[], None]:
+        t = self.t
         a = site.server("A", "10.78.0.2")
         # Every role once per client: kept running throughout, rebooted after the
         # takeover and again after a new placement, renumbered.
@@ -222,55 +254,113 @@ def timeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Timeline]:
             v.vm.ns: (v.vm.ns, v.first.ip) for k, v in t.vms.items() if k.startswith("running")
         }
         watch = AddressWatch(running, interval=0.1).start()
+        try:
+            # A dies; B takes over with a fresh dnsmasq holding no lease.
+            a.kill()
+            t.killed_at = time.time()
+            b.serve()
+            for kind in CLIENTS:
+                t.reboots[kind], t.reboot_s[kind] = _reboot(t.vms[f"reboot-{kind}"])
 
-        # A dies; B takes over with a fresh dnsmasq holding no lease.
-        a.kill()
-        t.killed_at = time.time()
-        b.serve()
-        for kind in CLIENTS:
-            t.reboots[kind], t.reboot_s[kind] = _reboot(t.vms[f"reboot-{kind}"])
+            # A port's IP changes while its VM holds the old one; the VM reboots.
+            for kind in CLIENTS:
+                vmc = t.vms[f"renumber-{kind}"]
+                n = int(vmc.port.mac_address.split(":")[-1], 16)
+                vmc.port = site.renumber(vmc.port, f"10.78.0.{100 + n}")
+                assert b.served.update_ports([vmc.port])
+                t.renumbered[kind], t.renumber_s[kind] = _reboot(vmc)
 
-        # A port's IP changes while its VM holds the old one; the VM reboots.
-        for kind in CLIENTS:
-            vmc = t.vms[f"renumber-{kind}"]
-            n = int(vmc.port.mac_address.split(":")[-1], 16)
-            vmc.port = site.renumber(vmc.port, f"10.78.0.{100 + n}")
-            assert b.served.update_ports([vmc.port])
-            t.renumbered[kind], t.renumber_s[kind] = _reboot(vmc)
+            # HA count raised: C is newly placed, with no lease; the rebooted VMs reboot
+            # again.
+            c.serve()
+            for kind in CLIENTS:
+                t.new_server_reboots[kind], _ = _reboot(t.vms[f"reboot-{kind}"])
 
-        # HA count raised: C is newly placed, with no lease; the rebooted VMs reboot again.
-        c.serve()
-        for kind in CLIENTS:
-            t.new_server_reboots[kind], _ = _reboot(t.vms[f"reboot-{kind}"])
-
-        # B's dnsmasq dies and its lease file is lost; the agent respawns it.
-        pid = b.served.process.pid
-        os.kill(pid, signal.SIGKILL)  # type: ignore[arg-type]
-        wait_for(lambda: not b.served.process.alive(), 5, "B's dnsmasq to die")
-        b.served.paths.leases.unlink()
-        assert wait_for(lambda: b.served.check(), 5, "B's dnsmasq respawned") is not None
-        assert b.served.process.pid != pid
+            # B's dnsmasq dies and its lease file is lost; the agent respawns it.
+            pid = b.served.process.pid
+            os.kill(pid, signal.SIGKILL)  # type: ignore[arg-type]
+            wait_for(lambda: not b.served.process.alive(), 5, "B's dnsmasq to die")
+            b.served.paths.leases.unlink()
+            assert wait_for(lambda: b.served.check(), 5, "B's dnsmasq respawned") is not None
+            assert b.served.process.pid != pid
+        except BaseException:
+            watch.stop()
+            raise
         respawned_at = len(b.log())
+        waiting_since = time.monotonic()
 
         # Every client renews (unicast to B or C) or rebinds (broadcast, A being
         # dead) before its lease ends: wait until each has, past dhclient's T2.
         def renewed_all() -> bool:
+            if self._closing.is_set():
+                raise RuntimeError("the world was closed while its clients were waited for")
             return all(
                 any(e.name in RENEWED for e in v.client.events(t.killed_at)) for v in t.vms.values()
             )
 
-        wait_for(renewed_all, LEASE + 15, "every client to renew or rebind", interval=0.5)
-        watch.stop()
-        t.gaps = {ns: watch.longest_gap(ns) for ns in running}
-        t.logs = {s.name: s.log() for s in (a, b, c)}
-        t.logs["B respawned"] = t.logs["B"][respawned_at:]
-        yield t
+        def settle() -> None:
+            try:
+                left = LEASE + 15 - (time.monotonic() - waiting_since)
+                wait_for(renewed_all, left, "every client to renew or rebind", interval=0.5)
+                watch.stop()
+                t.gaps = {ns: watch.longest_gap(ns) for ns in running}
+                t.logs = {s.name: s.log() for s in (a, b, c)}
+                t.logs["B respawned"] = t.logs["B"][respawned_at:]
+                for name, vmc in t.vms.items():
+                    t.events[name] = vmc.client.events(t.killed_at)
+                    t.outputs[name] = vmc.client.output.read_text()
+            except BaseException as exc:
+                self.error = exc
+            finally:
+                watch.stop()
+
+        return settle
+
+    def timeline(self) -> Timeline:
+        """The timeline once every client has renewed or rebound (or the error that
+        came instead)."""
+        if self._thread is not None:
+            self._thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.t
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._closing.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self.site is not None:
+            self.site.close()
+
+
+#: The world start_early started, until this module's fixture takes it.
+_started: list[Continuity] = []
+
+
+def start_early(tmp_path_factory: pytest.TempPathFactory) -> Continuity:
+    """Start the world (conftest's _started_early calls this before the session's first
+    test when one of this module's tests is selected); whoever ends first, this module's
+    fixture or the session, closes it."""
+    world = Continuity(tmp_path_factory.mktemp("continuity")).start()
+    _started.append(world)
+    return world
+
+
+@pytest.fixture(scope="module")
+def timeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Timeline]:
+    world = _started.pop() if _started else start_early(tmp_path_factory)
+    try:
+        yield world.timeline()
     finally:
-        site.close()
+        world.close()
 
 
 def _events_after_kill(t: Timeline, name: str) -> list[Event]:
-    return t.vms[name].client.events(t.killed_at)
+    """The client's events from A's death until every client had renewed or rebound."""
+    return t.events[name]
 
 
 @pytest.mark.parametrize("kind", CLIENTS)
@@ -330,7 +420,7 @@ def test_a_request_for_an_old_ip_is_refused_and_the_new_one_given(
     assert timeline.renumber_s[kind] < 2.0, timeline.renumber_s
     if kind == "dhclient":  # its INIT-REBOOT for the old IP was NAKed, not ignored
         nak = "DHCPNAK(" in timeline.logs["B"] and vmc.port.mac_address in timeline.logs["B"]
-        assert nak and "DHCPNAK from" in vmc.client.output.read_text()
+        assert nak and "DHCPNAK from" in timeline.outputs[f"renumber-{kind}"]
 
 
 def test_no_server_naks_a_request_that_selects_another(timeline: Timeline) -> None:

@@ -14,7 +14,6 @@ from tests.agentlab import ip_of
 from tests.faultlab import (
     PortCreator,
     check_nothing_lost,
-    lease_each,
     rabbitmq_vhost,
     record,
     restart_rabbitmq,
@@ -60,7 +59,7 @@ def test_rabbitmq_restarted_while_ports_are_created(
     assert world.agent.proc.pid == agent_pid and world.agent.proc.poll() is None
     logs = world.agent.logs()
     assert "again" in logs and "Resyncing" in logs  # reconnected, then resynced
-    leased = lease_each(world, created)
+    leased = [world.lease(p) for p in created]
     assert leased == [ip_of(p) for p in created]  # DHCP serves every port, exactly
     record(
         "fault",

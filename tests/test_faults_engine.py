@@ -16,7 +16,7 @@ from ipam.lab.harness import PG_ADMIN_URL, start_engine
 from ipam.polling import wait_for
 from tests.agentlab import ip_of
 from tests.conftest import make_store
-from tests.faultlab import PortCreator, check_nothing_lost, lease_each, record
+from tests.faultlab import PortCreator, check_nothing_lost, record
 
 pytestmark = pytest.mark.root
 
@@ -69,7 +69,7 @@ def test_engine_killed_mid_flight_and_restarted(world_factory, tmp_path: Path) -
         if p["device_owner"] == "oVirt"
     ]
     _all_active(world, ports)
-    assert lease_each(world, ports) == [ip_of(p) for p in ports]
+    assert [world.lease(p) for p in ports] == [ip_of(p) for p in ports]
     assert "The engine (re)started" in world.agent.logs()
     restarted.stop()
     record(
@@ -127,7 +127,7 @@ def test_postgresql_drops_the_engines_connections(world_factory, pg_url: str) ->
     created = creator.created()
     check_nothing_lost(world.api, world.net_id, created)
     _all_active(world, created)
-    assert lease_each(world, created) == [ip_of(p) for p in created]
+    assert [world.lease(p) for p in created] == [ip_of(p) for p in created]
     logs = world.engine.logs()
     assert "Lost the DHCP manager lock" in logs
     wait_for(

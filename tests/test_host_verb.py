@@ -28,8 +28,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class HostWorld:
-    def __init__(self, tmp: Path, engine) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, tmp: Path, engine, bus: str | None = None) -> None:  # type: ignore[no-untyped-def]
+        """``bus``: the engine's transport URL, when the engine's directory is not tmp."""
         self.tmp, self.engine = tmp, engine
+        bus = bus or f"filesystem://{tmp}/state/bus"
         self.api = httpx.Client(base_url=engine.url, timeout=30)
         self.bridges = [Bridge(), Bridge()]
         self.stranger = Bridge()  # a kernel bridge VDSM does not know (virbr0, docker0)
@@ -56,7 +58,7 @@ class HostWorld:
             textwrap.dedent(f"""\
             [DEFAULT]
             state_path = {self.state}
-            transport_url = filesystem://{tmp}/state/bus
+            transport_url = {bus}
             [dhcp_agent]
             host = {self.host}
             mapping_file = {self.mapping}
@@ -143,10 +145,36 @@ class HostWorld:
         self.api.close()
 
 
+#: The DHCP manager would own Host.setDHCP: these tests drive the verb by hand.
+ENGINE_CONF = "[dhcp]\nmanage_placement = false\n"
+
+
+@pytest.fixture(scope="module")
+def shared_engine(tmp_path_factory: pytest.TempPathFactory, module_engine_factory):  # type: ignore[no-untyped-def]
+    """The module's one engine (its state in its directory's state/), which every world
+    of the module uses: each world has a host, bridges and networks of its own."""
+    tmp = tmp_path_factory.mktemp("host-world")
+    return tmp, module_engine_factory(ENGINE_CONF, tmp=tmp)
+
+
 @pytest.fixture
-def world(tmp_path: Path, engine_factory):  # type: ignore[no-untyped-def]
-    # The DHCP manager would own Host.setDHCP: these tests drive the verb by hand.
-    w = HostWorld(tmp_path, engine_factory("[dhcp]\nmanage_placement = false\n"))
+def world(tmp_path: Path, shared_engine):  # type: ignore[no-untyped-def]
+    """A world of the test's own (a host never called before, its own bridges and
+    networks) on the module's engine: for tests that start from a fresh host."""
+    engine_tmp, engine = shared_engine
+    w = HostWorld(tmp_path, engine, bus=f"filesystem://{engine_tmp}/state/bus")
+    try:
+        yield w
+    finally:
+        w.close()
+
+
+@pytest.fixture(scope="module")
+def shared_world(shared_engine):  # type: ignore[no-untyped-def]
+    """One world for the module's tests that bring it to the state they need themselves
+    (network 0 mapped, its agent running) or only look at it (the heartbeat)."""
+    tmp, engine = shared_engine
+    w = HostWorld(tmp, engine)
     try:
         yield w
     finally:
@@ -210,7 +238,8 @@ def test_a_sighup_while_the_agent_starts_does_not_end_it(world: HostWorld) -> No
         "not a list",
     ],
 )
-def test_invalid_input_is_a_jsonrpc_error_and_changes_nothing(world: HostWorld, bad) -> None:  # type: ignore[no-untyped-def]
+def test_invalid_input_is_a_jsonrpc_error_and_changes_nothing(shared_world: HostWorld, bad) -> None:  # type: ignore[no-untyped-def]
+    world = shared_world  # each case first sets the mapping to network 0 alone
     assert world.set_dhcp([world.entry(0)]).returncode == 0
     before = world.mapping.read_bytes()
     agent = wait_for(world.agent_pid, 15, "agent started")
@@ -261,7 +290,8 @@ def test_two_concurrent_calls_end_in_one_list_whole(world: HostWorld) -> None:
 
 
 @pytest.mark.root
-def test_host_heartbeat_reports_the_bridges(world: HostWorld) -> None:
+def test_host_heartbeat_reports_the_bridges(shared_world: HostWorld) -> None:
+    world = shared_world  # the bridges reported do not depend on what was called
     db = sa.create_engine(f"sqlite:///{world.tmp}/state/ovirt-ipam.sqlite")
 
     def bridges() -> list[str] | None:
