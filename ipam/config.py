@@ -223,14 +223,16 @@ def database_url(conf: cfg.ConfigOpts = CONF) -> str:
     """The store URL: the configured one, or the embedded SQLite file."""
     if conf.database.connection:
         return conf.database.connection
-    return "sqlite:///" + os.path.join(conf.state_path, "ovirt-ipam.sqlite")
+    return "sqlite:///" + os.path.join(os.path.abspath(conf.state_path), "ovirt-ipam.sqlite")
 
 
 def transport_url(conf: cfg.ConfigOpts = CONF) -> str:
-    """The bus URL: the configured one, or kombu filesystem:// under state_path."""
+    """The bus URL: the configured one, or kombu filesystem:// under state_path (made
+    absolute: a relative state_path, as etc/ovirt-ipam.dev.conf's, is the working
+    directory's, and a filesystem:// URL must name an absolute path)."""
     if conf.transport_url:
         return conf.transport_url
-    return "filesystem://" + os.path.join(conf.state_path, "bus")
+    return "filesystem://" + os.path.join(os.path.abspath(conf.state_path), "bus")
 
 
 def is_loopback(host: str) -> bool:

@@ -63,6 +63,10 @@ def test_defaults_derive_from_state_path(tmp_path: Path) -> None:
     conf = _conf(tmp_path, f"[DEFAULT]\nstate_path = {tmp_path}\n")
     assert config.database_url(conf) == f"sqlite:///{tmp_path}/ovirt-ipam.sqlite"
     assert config.transport_url(conf) == f"filesystem://{tmp_path}/bus"
+    relative = _conf(tmp_path, "[DEFAULT]\nstate_path = .state\n")
+    here = Path.cwd() / ".state"
+    assert config.database_url(relative) == f"sqlite:///{here}/ovirt-ipam.sqlite"
+    assert config.transport_url(relative) == f"filesystem://{here}/bus"
     assert (conf.api.bind_host, conf.api.bind_port, conf.api.auth_strategy) == (
         "127.0.0.1",
         9696,
@@ -118,13 +122,17 @@ def test_engine_refuses_a_bad_dns_domain(tmp_path: Path) -> None:
 
 
 def test_engine_with_only_a_state_path_serves_on_127_0_0_1_9696(tmp_path: Path) -> None:
-    conf = tmp_path / "engine.conf"
-    conf.write_text(f"[DEFAULT]\nstate_path = {tmp_path}/state\n")
+    """What tools/engine.sh runs: etc/ovirt-ipam.dev.conf, whose state_path (.state)
+    is relative to the working directory."""
+    conf = Path(__file__).parent.parent / "etc" / "ovirt-ipam.dev.conf"
     script = Path(sys.executable).parent / "ovirt-ipam"
     cmd = [str(script)] if script.exists() else [sys.executable, "-m", "ipam.cli.main"]
     log = open(tmp_path / "engine.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
-        [*cmd, "engine", "--config-file", str(conf)], stdout=log, stderr=subprocess.STDOUT
+        [*cmd, "engine", "--config-file", str(conf)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
     )
     try:
 
@@ -141,7 +149,8 @@ def test_engine_with_only_a_state_path_serves_on_127_0_0_1_9696(tmp_path: Path) 
         ).json()["network"]
         listed = httpx.get("http://127.0.0.1:9696/v2.0/networks").json()["networks"]
         assert [n["id"] for n in listed] == [created["id"]]
-        assert (tmp_path / "state" / "ovirt-ipam.sqlite").exists()
+        assert (tmp_path / ".state" / "ovirt-ipam.sqlite").exists()
+        assert (tmp_path / ".state" / "bus").is_dir()
     finally:
         proc.terminate()
         proc.wait(15)
