@@ -132,16 +132,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         assert not engine.server_errors(), engine.server_errors()
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    if CHROMIUM is None or CHROMEDRIVER is None:
-        pytest.skip(
-            "Debian's chromium and chromium-driver are needed (tools/test.sh installs them)"
-        )
+def open_browser(tmp: Path) -> Any:
+    """Headless Debian chromium through chromedriver (also used by tests/test_lab.py)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    tmp = tmp_path_factory.mktemp("chromium")
     opts = webdriver.ChromeOptions()
     for arg in (
         "--headless=new",
@@ -157,6 +152,16 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     service = Service(executable_path=CHROMEDRIVER, log_output=str(tmp / "chromedriver.log"))
     driver = webdriver.Chrome(service=service, options=opts)
     driver.set_page_load_timeout(30)
+    return driver
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    if CHROMIUM is None or CHROMEDRIVER is None:
+        pytest.skip(
+            "Debian's chromium and chromium-driver are needed (tools/test.sh installs them)"
+        )
+    driver = open_browser(tmp_path_factory.mktemp("chromium"))
     try:
         yield driver
     finally:

@@ -13,6 +13,7 @@ the engine's API and the VMs' own interfaces, not taken on its word.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ipaddress
 import json
@@ -32,6 +33,16 @@ from ipam.lab.harness import free_port
 from ipam.lab.netparts import rand
 from ipam.polling import wait_for
 from ipam.store.allocation import eui64
+from tests.test_dashboard import (
+    ARTEFACTS,
+    CHROMEDRIVER,
+    CHROMIUM,
+    host_state,
+    open_browser,
+    serving,
+    shot,
+    wait_page,
+)
 
 pytestmark = pytest.mark.root  # the lab, and its refusals, compare machine-wide namespaces
 
@@ -69,6 +80,23 @@ class LabCli:
             for p in psutil.process_iter(["cmdline"])
             if any(where in a or a.startswith(prefix) for a in p.info["cmdline"] or [])
         ]
+
+
+@contextlib.contextmanager
+def _dashboard(api_url: str, tmp: Path) -> Iterator[Any]:
+    """The lab's dashboard in Debian's chromium, or None where it is not installed
+    (tools/test.sh installs it; tests/test_dashboard.py skips with the reason)."""
+    if CHROMIUM is None or CHROMEDRIVER is None:
+        yield None
+        return
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    (tmp / "chromium").mkdir(exist_ok=True)
+    page = open_browser(tmp / "chromium")
+    try:
+        page.get(api_url.rstrip("/") + "/dashboard")
+        yield page
+    finally:
+        page.quit()
 
 
 @pytest.fixture
@@ -216,10 +244,32 @@ def test_lab_up_failover_and_down(lab: LabCli) -> None:
     assert again["engine"]["pid"] == st["engine"]["pid"] and len(again["vms"]) == 20
 
     [victim] = net2["serving_hosts"]  # the only server of the HA 1 network dies
-    killed = lab.json("host", "kill", victim)
-    assert net2["name"] in killed["served"]
-    moved = {f["network"]: f for f in killed["failover"]}
-    assert victim not in moved[net2["name"]]["served_by"] and moved[net2["name"]]["served_by"]
+    with _dashboard(st["api_url"], lab.base) as page:  # watched in a real browser
+        if page is not None:
+            wait_page(
+                page,
+                f"{victim} serving {net2['name']}",
+                lambda: serving(page, net2["id"]) == [[victim, "true"]],
+            )
+            assert {host_state(page, h["name"]) for h in st["hosts"]} == {"alive"}
+            page.execute_script("window.notReloaded = true")
+            shot(page, lab.base, "lab-before-kill")
+        killed = lab.json("host", "kill", victim)
+        assert net2["name"] in killed["served"]
+        moved = {f["network"]: f for f in killed["failover"]}
+        new_hosts = set(moved[net2["name"]]["served_by"])
+        assert victim not in new_hosts and new_hosts
+        if page is not None:
+            # The killed host shows down and its network served by the new host, without
+            # a reload: the marker set on window before the kill is still there.
+            wait_page(
+                page,
+                f"{net2['name']} served by {new_hosts}",
+                lambda: {h for h, up in serving(page, net2["id"]) if up == "true"} == new_hosts,
+            )
+            wait_page(page, f"{victim} down", lambda: host_state(page, victim) == "down")
+            assert page.execute_script("return window.notReloaded") is True
+            shot(page, lab.base, "lab-after-kill")
 
     # the VMs it served that run elsewhere are reported, each still holding its address
     served = [v for v in st["vms"] if v["dhcp_server_host"] == victim]
