@@ -82,7 +82,7 @@ class LeaseTracker:
         mac, ip = match["mac"], match["ip"]
         if state is None:
             return  # DISCOVER, REQUEST, INFORM: the answer is the fact
-        if not is_mac(mac) or (state != "released" and ip is None):
+        if state != "released" and ip is None:  # the grammar already checked the MAC
             self.unparsed += 1
             LOG.warning("Unexpected dnsmasq DHCP log line (not used): %r", match.group(0)[:200])
             return

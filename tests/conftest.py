@@ -18,26 +18,26 @@ from ipam.lab.harness import PG_ADMIN_URL, EngineProcess, temp_pg_database
 from ipam.store import Store
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for one test, dropped afterwards."""
+def _fresh_pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database, dropped when the generator is closed."""
     with contextlib.ExitStack() as stack:
         try:
             url = stack.enter_context(temp_pg_database(PG_ADMIN_URL, prefix="ovirt_ipam_t"))
         except sa.exc.OperationalError as exc:
             pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is needed (tools/test.sh starts it): {exc}")
         yield url
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    yield from _fresh_pg_database()
 
 
 @pytest.fixture(scope="module")
 def pg_url_for_module() -> Iterator[str]:
     """A fresh PostgreSQL database for a module's tests, dropped after the module."""
-    with contextlib.ExitStack() as stack:
-        try:
-            url = stack.enter_context(temp_pg_database(PG_ADMIN_URL, prefix="ovirt_ipam_t"))
-        except sa.exc.OperationalError as exc:
-            pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is needed (tools/test.sh starts it): {exc}")
-        yield url
+    yield from _fresh_pg_database()
 
 
 def statements_run(store: Store, action: Callable[[], object]) -> int:
