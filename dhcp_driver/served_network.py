@@ -92,7 +92,7 @@ class ServedNetwork:
             os.chmod(d, 0o700)
         self.binary = dnsmasq_binary
         self.process = DnsmasqProcess(network_id, self.paths, namespace, dnsmasq_binary)
-        self.leases = LeaseTracker(lease_time)
+        self.leases = LeaseTracker(lease_time, self.paths.leases)
         self.log = LogFollower(str(self.paths.log), on_line=self.leases.feed)
         self.state: NetworkState | None = None
         self.kinds: dict[str, str] = {}  # DHCP-enabled subnet id -> cfgmod service

@@ -239,3 +239,79 @@ def test_port_names_and_dhcp_options(cli) -> None:  # type: ignore[no-untyped-de
     assert (off["dns_service"], off["dns_domain"]) == (False, "")
     no_dot = cli("network", "set", "pxe", "--dns-domain", "example.org", ok=False)
     assert no_dot.returncode == 1 and "dns_domain" in no_dot.stdout
+
+
+def test_lease_list_shows_what_the_servers_saw(engine_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``lease list``: every lease of a network, its port (or none), and what the
+    client said of itself; a bad state is refused by the CLI."""
+    from ipam.db.engine import Database
+    from ipam.store import Store
+
+    engine = engine_factory()
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "ipam.cli.main", *args, "--url", engine.url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    net = json.loads(cli("network", "create", "leased", "-f", "json").stdout)
+    cli("subnet", "create", "--network", "leased", "10.21.0.0/24")
+    port = json.loads(
+        cli(
+            "port",
+            "create",
+            "--network",
+            "leased",
+            "--mac-address",
+            "56:6f:00:00:21:01",
+            "-f",
+            "json",
+        ).stdout
+    )
+    ip = port["fixed_ips"][0]["ip_address"]
+    store = Store(Database(f"sqlite:///{tmp_path}/state/ovirt-ipam.sqlite"))
+    facts = [
+        {
+            "mac_address": "56:6f:00:00:21:01",
+            "ip_address": ip,
+            "state": "bound",
+            "seen_at": 1e9,
+            "expires_at": 4e9,
+            "client_id": "01:56:6f:00:00:21:01",
+            "client_hostname": "guest-21",
+        },
+        {
+            "mac_address": "56:6f:00:00:21:99",
+            "ip_address": "10.21.0.99",
+            "state": "declined",
+            "seen_at": 1e9,
+        },
+    ]
+    store.record_leases("h1", net["id"], facts, False)
+    store.db.dispose()
+    rows = json.loads(cli("lease", "list", "--network", "leased", "-f", "json").stdout)
+    by_mac = {r["mac_address"]: r for r in rows}
+    assert by_mac["56:6f:00:00:21:01"]["port_id"] == port["id"]
+    assert (
+        by_mac["56:6f:00:00:21:01"]["client_hostname"],
+        by_mac["56:6f:00:00:21:01"]["client_id"],
+    ) == ("guest-21", "01:56:6f:00:00:21:01")
+    assert by_mac["56:6f:00:00:21:99"]["port_id"] == "(no port has this MAC)"
+    declined = json.loads(cli("lease", "list", "--state", "declined", "-f", "json").stdout)
+    assert [r["mac_address"] for r in declined] == ["56:6f:00:00:21:99"]
+    table = cli("lease", "list", "--network", "leased").stdout
+    header = next(line for line in table.splitlines() if "mac_address" in line)
+    assert [c.strip() for c in header.split("|")][-3:-1] == ["client_hostname", "client_id"]
+    assert "guest-21" in table
+    bad = cli("lease", "list", "--state", "stolen")
+    assert bad.returncode != 0 and "invalid choice" in bad.stderr
+    # The engine's copy survives an engine restart (same state directory).
+    engine.stop()
+    engine = engine_factory()
+    again = json.loads(cli("lease", "list", "--network", "leased", "-f", "json").stdout)
+    assert sorted(again, key=lambda r: r["mac_address"]) == sorted(
+        rows, key=lambda r: r["mac_address"]
+    )

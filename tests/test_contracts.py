@@ -92,6 +92,8 @@ EXAMPLES: list[tuple[str, object]] = [
                     state="bound",
                     seen_at=1700000000.5,
                     expires_at=1700003600.5,
+                    client_id="01:02:00:00:00:00:01",
+                    client_hostname="vm-1.example.org",
                 ),
                 C.LeaseFact(
                     mac_address="02:00:00:00:00:02",
@@ -188,6 +190,12 @@ def test_names_and_options_that_could_harm_a_dnsmasq_file_are_refused(bad: dict)
         {"ip_address": "10.0.0.5%lo"},
         {"reason": "line\nbreak"},
         {"seen_at": float("nan")},
+        {"client_id": "01:02:00:00:00:00:0G"},
+        {"client_id": "01-02"},
+        {"client_id": ":".join(["ab"] * 256)},
+        {"client_hostname": "vm;reboot"},
+        {"client_hostname": "vm\nother"},
+        {"client_hostname": "-vm"},
     ],
 )
 def test_lease_facts_are_checked(bad: dict) -> None:
@@ -481,3 +489,12 @@ def test_an_ipv6_subnet_travels_with_its_modes_and_an_ipv4_one_as_before() -> No
 def test_a_subnet_of_mixed_families_or_unknown_modes_is_refused(changes: dict, reason: str) -> None:
     with pytest.raises(ValidationError, match=reason):
         C.SubnetState(**_subnet(**changes))
+
+
+def test_a_fact_without_client_details_is_sent_as_before() -> None:
+    """An engine that predates client_id and client_hostname forbids unknown keys:
+    a fact without them must not carry them, even as null."""
+    fact = C.LeaseFact(
+        mac_address="02:00:00:00:00:01", ip_address=None, state="released", seen_at=1.0
+    )
+    assert "client_id" not in fact.model_dump() and "client_hostname" not in fact.model_dump()

@@ -291,8 +291,8 @@ def test_search_finds_one_port_by_mac_among_many(
 
 
 def test_ports_show_their_lease_and_reason(world: World, browser: Any, artefacts: Path) -> None:
-    """Rendered when the port view carries dhcp_lease and dhcp_status_reason (issue
-    17's lease part adds them)."""
+    """Each port's lease (state, address, the hostname its client sent), the host
+    that holds it and the reason when it is not right."""
     a = world.nets["dasha"]
     bound, declined = world.ports[0], world.ports[1]
     now = time.time()
@@ -303,16 +303,12 @@ def test_ports_show_their_lease_and_reason(world: World, browser: Any, artefacts
             "state": state,
             "seen_at": now,
             "expires_at": now + 3600 if state == "bound" else None,
+            "client_hostname": f"guest-{state}",
         }
         for p, state in ((bound, "bound"), (declined, "declined"))
     ]
-    record = getattr(world.store, "record_leases", None)
-    if record is None:
-        pytest.skip("the store records no lease facts yet")
-    record("h2", a["id"], facts, False)
+    world.store.record_leases("h2", a["id"], facts, False)
     shown = world.api.get(f"/v2.0/ports/{declined['id']}").json()["port"]
-    if "dhcp_lease" not in shown:
-        pytest.skip("the port view has no dhcp_lease yet")
 
     def lease_cells() -> list[list[str]]:
         """[port id, lease, lease host, reason] of each row shown."""
@@ -334,6 +330,7 @@ def test_ports_show_their_lease_and_reason(world: World, browser: Any, artefacts
         )
         reason = world.api.get(f"/v2.0/ports/{port['id']}").json()["port"]["dhcp_status_reason"]
         assert got[0][2] == "h2" and got[0][3] == (reason or "—"), got
+        assert f"client says: guest-{state}" in got[0][1]  # what the guest calls itself
     assert "declined" in shown["dhcp_status_reason"]
     shot(browser, artefacts, "dashboard-leases")
 

@@ -116,7 +116,8 @@ def test_names_options_and_leases_end_to_end(world_factory) -> None:  # type: ig
         "/v2.0/ports", params={"network_id": w.net_id, "device_owner": "network:dhcp"}
     ).json()["ports"]
     vm = w.vm(port["mac_address"])
-    lease = vm.udhcpc(w.tmp, tries=1, timeout=2, args=["-O", "67"])
+    # The guest calls itself something else: kept on its lease, never its name.
+    lease = vm.udhcpc(w.tmp, tries=1, timeout=2, args=["-O", "67", "-x", "hostname:guest-os"])
     acked = time.monotonic()
     assert lease is not None
     assert (lease["ip"], lease["hostname"], lease["domain"], lease["bootfile"]) == (
@@ -138,6 +139,8 @@ def test_names_options_and_leases_end_to_end(world_factory) -> None:  # type: ig
     assert shown["dhcp_lease"]["host"] == w.agent.host
     assert shown["dhcp_lease"]["ip_address"] == ip_of(port)
     assert shown["dhcp_lease"]["expires_at"] and shown["dhcp_status_reason"] is None
+    said = (shown["dhcp_lease"]["client_id"], shown["dhcp_lease"]["client_hostname"])
+    assert said == ("01:" + port["mac_address"], "guest-os")
     assert visible < 1.0, f"lease visible {visible:.2f}s after the ACK"
     query = {"network_id": w.net_id, "dhcp_lease_state": "bound"}
     assert [p["id"] for p in w.api.get("/v2.0/ports", params=query).json()["ports"]] == [port["id"]]
@@ -179,7 +182,8 @@ def test_names_options_and_leases_end_to_end(world_factory) -> None:  # type: ig
     rows = w.api.get("/v2.0/dhcp-leases", params={"network_id": w.net_id}).json()
     by_port = {r["port_id"]: (r["state"], r["host"]) for r in rows["dhcp_leases"]}
     assert by_port == {port["id"]: ("bound", w.agent.host), taken["id"]: ("declined", w.agent.host)}
-    assert bound() is not None
+    after = bound()
+    assert after is not None and after["dhcp_lease"]["client_hostname"] == "guest-os"
     assert "Traceback" not in w.agent.logs()
 
 

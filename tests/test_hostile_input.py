@@ -318,6 +318,13 @@ def _hostile_bodies() -> list[tuple[str, dict[str, Any]]]:
                 {"host": "h1", "network_id": net, "facts": [good_fact | {"ip_address": value}]},
             ),
         ]
+        out += [
+            (
+                "lease.facts",
+                {"host": "h1", "network_id": net, "facts": [good_fact | {key: value}]},
+            )
+            for key in ("client_id", "client_hostname")
+        ]
         if not value.isprintable() or len(value) > 255:
             out.append(
                 (

@@ -95,3 +95,33 @@ def test_reasons_for_a_wrong_lease(store: Store) -> None:
     assert (
         store.record_leases("h1", "00000000-0000-0000-0000-000000000000", cases[0][:1], False) == 0
     )
+
+
+def test_what_a_client_said_of_itself_is_kept_until_it_says_otherwise(store: Store) -> None:
+    """A RELEASE or a rebuild does not carry the name a client sent: the last one
+    said stays; a new one replaces it. The port and GET /dhcp-leases show both."""
+    net = store.create_network({"name": "client-says"})
+    store.create_subnet({"network_id": net["id"], "cidr": "10.8.2.0/24"})
+    port = store.create_port({"network_id": net["id"], "mac_address": "02:00:00:00:08:21"})
+    mac, ip = port["mac_address"], port["fixed_ips"][0]["ip_address"]
+    clid = "01:" + mac
+    now = time.time()
+
+    def said() -> tuple[object, object]:
+        (row,) = store.list_leases(net["id"])
+        return row["client_id"], row["client_hostname"]
+
+    store.record_leases(
+        "h1",
+        net["id"],
+        [fact(mac, ip, "bound", now, client_id=clid, client_hostname="vm-21")],
+        False,
+    )
+    assert said() == (clid, "vm-21")
+    assert store.get_port(port["id"])["dhcp_lease"]["client_hostname"] == "vm-21"
+    store.record_leases("h1", net["id"], [fact(mac, ip, "released", now + 1)], False)
+    assert said() == (clid, "vm-21")
+    store.record_leases(
+        "h1", net["id"], [fact(mac, ip, "bound", now + 2, client_hostname="renamed")], False
+    )
+    assert said() == (clid, "renamed")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
@@ -172,4 +173,37 @@ def test_0005_keeps_networks_subnets_and_ports_and_allows_no_bridge(
     assert len(bare[0]["name"]) == 256
     with pytest.raises(Exception, match="already used"):
         store.create_network({"name": "n", "vdsm_name": "old"})
+    db.dispose()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_0010_keeps_leases_and_adds_what_the_client_said(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A lease recorded at 0009 is kept by 0010, with no client id or name yet; then
+    both are recorded (and downgrading drops only them)."""
+    db, store = _with_a_network(backend, tmp_path, request, "0009")
+    mac = "02:00:00:00:10:01"
+    with db.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO dhcp_leases (network_id, mac_address, host, ip_address, state, "
+                "first_seen, last_seen, expires_at, reason) "
+                "VALUES (:net, :mac, 'h1', '10.0.0.5', 'bound', 1.5, 2.5, NULL, NULL)"
+            ),
+            {"net": NET_ID, "mac": mac},
+        )
+    migrate.upgrade(db)
+    migrate.check(db)
+    (row,) = store.list_leases(NET_ID)
+    assert (row["ip_address"], row["state"], row["host"]) == ("10.0.0.5", "bound", "h1")
+    assert (row["client_id"], row["client_hostname"]) == (None, None)
+    fact = {"mac_address": mac, "ip_address": "10.0.0.5", "state": "bound", "seen_at": 3.0}
+    store.record_leases("h1", NET_ID, [fact | {"client_hostname": "vm"}], False)
+    assert store.list_leases(NET_ID)[0]["client_hostname"] == "vm"
+    with db.engine.connect() as conn, conn.begin():
+        command.downgrade(migrate._config(db, conn), "0009")
+    with db.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT state FROM dhcp_leases")).scalars().all() == ["bound"]
+        assert "client_id" not in {c["name"] for c in sa.inspect(conn).get_columns("dhcp_leases")}
     db.dispose()

@@ -66,6 +66,12 @@ _VDSM_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,14}")
 VDSM_NAME_RULE = "1-15 characters of A-Z a-z 0-9 _ -, not starting with '-'"
 _PRINTABLE = re.compile(r"[\x20-\x7e]{0,255}")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# What a DHCP client says of itself, as dnsmasq writes it: a client id (option 61)
+# in its lease file as lower-case hex octets with colons (1-255 octets), and the
+# hostname a client sent (option 12 or 81) as --log-dhcp logs it. dnsmasq checks
+# only the first label of a name; this rule checks every label.
+_CLIENT_ID = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){0,254}")
+_CLIENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}(?:\.[A-Za-z0-9_-]{1,63})*\.?")
 
 MAX_NETWORKS = 10_000
 MAX_PORTS = 200_000
@@ -139,6 +145,19 @@ def is_mac(value: object) -> bool:
     return isinstance(value, str) and _MAC.fullmatch(value) is not None
 
 
+def is_client_id(value: object) -> bool:
+    """Whether value is a DHCP client id as dnsmasq's lease file writes it."""
+    return isinstance(value, str) and _CLIENT_ID.fullmatch(value) is not None
+
+
+def is_client_hostname(value: object) -> bool:
+    """Whether value is a hostname a DHCP client may send: DNS labels of letters,
+    digits, '-' and '_' (what dnsmasq accepts), 253 characters at most."""
+    return (
+        isinstance(value, str) and len(value) <= 253 and _CLIENT_NAME.fullmatch(value) is not None
+    )
+
+
 def is_vdsm_name(value: object) -> bool:
     """Whether value is a VDSM network (= bridge) name: VDSM_NAME_RULE."""
     return isinstance(value, str) and _VDSM_NAME.fullmatch(value) is not None
@@ -194,6 +213,18 @@ def _vdsm_name(value: str) -> str:
     return value
 
 
+def _client_id(value: str) -> str:
+    if not is_client_id(value):
+        raise ValueError("is not a DHCP client id (1-255 hex octets, lower case, with colons)")
+    return value
+
+
+def _client_hostname(value: str) -> str:
+    if not is_client_hostname(value):
+        raise ValueError("is not a hostname a DHCP client may send")
+    return value
+
+
 def _printable(value: str) -> str:
     if not _PRINTABLE.fullmatch(value):
         raise ValueError("must be printable ASCII, at most 255 characters")
@@ -233,6 +264,8 @@ Timestamp = Annotated[float, AfterValidator(_finite)]
 Text = Annotated[str, Field(max_length=255)]
 Sender = Annotated[str, AfterValidator(_printable)]
 LeaseTime = Annotated[int | None, AfterValidator(_lease_time)]
+ClientId = Annotated[str, AfterValidator(_client_id)]
+ClientHostname = Annotated[str, AfterValidator(_client_hostname)]
 Ipv6Mode = Literal["slaac", "dhcpv6-stateful", "dhcpv6-stateless"]
 
 
@@ -443,6 +476,21 @@ class LeaseFact(_Model):
     expires_at: Timestamp | None = None
     #: dnsmasq's own words for a NAK (e.g. "wrong address"), printable only.
     reason: Sender | None = None
+    #: The client id the client sent (option 61), from the lease file (bound only).
+    client_id: ClientId | None = None
+    #: The hostname the client sent with this exchange (never used as its name).
+    client_hostname: ClientHostname | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_client_defaults(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """A fact without what the client said of itself is sent as before these
+        fields existed, so an engine that predates them still takes it."""
+        data = handler(self)
+        if isinstance(data, dict):
+            for key in ("client_id", "client_hostname"):
+                if data.get(key) is None:
+                    data.pop(key, None)
+        return data
 
 
 class LeaseFacts(_Model):

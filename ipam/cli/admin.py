@@ -215,6 +215,8 @@ def lease_list(a: argparse.Namespace) -> int:
         "port_id",
         "last_seen",
         "expires_at",
+        "client_hostname",
+        "client_id",
     ]
     print(table.show_list(rows, columns, a.format))
     return 0

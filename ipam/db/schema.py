@@ -185,6 +185,9 @@ dhcp_leases = sa.Table(
     sa.Column("last_seen", sa.Float, nullable=False),
     sa.Column("expires_at", sa.Float, nullable=True),
     sa.Column("reason", sa.String(255), nullable=True),
+    # What the client said of itself (migration 0010): kept as data, never as a name.
+    sa.Column("client_id", sa.String(765), nullable=True),
+    sa.Column("client_hostname", sa.String(253), nullable=True),
 )
 sa.Index("ix_dhcp_leases_state", dhcp_leases.c.state)
 

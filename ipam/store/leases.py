@@ -64,6 +64,11 @@ def record(
             "expires_at": fact.get("expires_at"),
             "reason": fact.get("reason"),
         }
+        # What the client said of itself is kept until it says something else: a
+        # RELEASE, a NAK or a rebuild does not carry it.
+        for said in ("client_id", "client_hostname"):
+            if fact.get(said) is not None:
+                values[said] = fact[said]
         old = held.get(fact["mac_address"])
         if old is None:
             conn.execute(
@@ -118,6 +123,8 @@ def view(row: Row, now: float) -> dict[str, Any]:
         "first_seen": _iso(row.first_seen),
         "last_seen": _iso(row.last_seen),
         "expires_at": _iso(row.expires_at),
+        "client_id": row.client_id,
+        "client_hostname": row.client_hostname,
     }
 
 

@@ -221,6 +221,10 @@
     const leaseCell = lease
       ? [el("span", `badge lease-${lease.state}`, lease.state), " ", lease.ip_address || ""]
       : [el("span", "muted", "—")];
+    if (lease && lease.client_hostname) {
+      // What the client calls itself: shown as text, never as the port's name.
+      leaseCell.push(el("div", "client-name", `client says: ${lease.client_hostname}`));
+    }
     const reason = p.dhcp_status_reason
       ? el("span", "reason", p.dhcp_status_reason)
       : el("span", "muted", "—");
