@@ -122,7 +122,10 @@ EXAMPLES: list[tuple[str, object]] = [
         C.Heartbeat(
             host="h1",
             started_at=1700000000.5,
-            networks=[C.ServedNetworkReport(id=NET, ports=12, dnsmasq="running")],
+            networks=[
+                C.ServedNetworkReport(id=NET, ports=12, dnsmasq="running", ack_lag_s=0.02),
+                C.ServedNetworkReport(id=NET, ports=0, dnsmasq="starting"),
+            ],
         ),
     ),
     ("network.release", C.NetworkRelease(host="h1", network_id=NET)),
@@ -498,3 +501,11 @@ def test_a_fact_without_client_details_is_sent_as_before() -> None:
         mac_address="02:00:00:00:00:01", ip_address=None, state="released", seen_at=1.0
     )
     assert "client_id" not in fact.model_dump() and "client_hostname" not in fact.model_dump()
+
+
+@pytest.mark.parametrize("lag", [-0.5, float("nan"), float("inf"), "1"])
+def test_ack_lag_is_a_finite_non_negative_number(lag: object) -> None:
+    with pytest.raises(C.ValidationError):
+        C.ServedNetworkReport(id=NET, ports=1, dnsmasq="running", ack_lag_s=lag)  # type: ignore[arg-type]
+    report = C.ServedNetworkReport(id=NET, ports=1, dnsmasq="running")
+    assert "ack_lag_s" not in report.model_dump()  # as agents sent it before the field

@@ -47,7 +47,10 @@ def test_scraped_numbers_agree_with_the_api(store: Store) -> None:
     assert api.delete(f"/v2.0/ports/{ports[0]['id']}").status_code == 204
     store.host_heartbeat("h1", ["m1"], time.time())
     store.agent_heartbeat(
-        "h1", [net_id], {"networks": [{"id": net_id, "dnsmasq": "running", "ports": 2}]}, 1.0
+        "h1",
+        [net_id],
+        {"networks": [{"id": net_id, "dnsmasq": "running", "ports": 2, "ack_lag_s": 0.25}]},
+        1.0,
     )
     store.agent_heartbeat("h2", [], {"networks": []}, 1.0)
 
@@ -71,6 +74,10 @@ def test_scraped_numbers_agree_with_the_api(store: Store) -> None:
     assert value(servers, network_id=net_id, kind="serving") == 1
     assert value(got["ovirt_ipam_dhcp_agent_networks"], host="h1") == 1
     assert value(got["ovirt_ipam_dhcp_agent_up"], host="h1") == 1
+    assert value(got["ovirt_ipam_dhcp_agent_ports"], host="h1") == 2  # from its heartbeat
+    assert value(got["ovirt_ipam_dhcp_agent_ack_lag_seconds"], host="h1") == 0.25
+    assert value(got["ovirt_ipam_dhcp_agent_ports"], host="h2") == 0
+    assert not [s for s in got["ovirt_ipam_dhcp_agent_ack_lag_seconds"] if s[0]["host"] == "h2"]
     assert value(got["ovirt_ipam_host_up"], host="h1") == 1
     # Every create observed once; the delete and the scrape not at all.
     assert value(got["ovirt_ipam_port_create_seconds_count"]) == 3

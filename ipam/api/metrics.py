@@ -84,23 +84,40 @@ class _StoreCollector(Collector):
             "Networks a host's DHCP agent serves (dnsmasq running).",
             labels=["host"],
         )
+        held = GaugeMetricFamily(
+            "ovirt_ipam_dhcp_agent_ports",
+            "Ports a host's DHCP agent holds in its running dnsmasqs, all acknowledged "
+            "(from its heartbeat).",
+            labels=["host"],
+        )
+        lag = GaugeMetricFamily(
+            "ovirt_ipam_dhcp_agent_ack_lag_seconds",
+            "How far a host's DHCP agent is behind: the oldest port change it has not "
+            "acknowledged, or its slowest acknowledgement since its last heartbeat (from "
+            "its heartbeat; agents that do not report it are left out).",
+            labels=["host"],
+        )
         for agent in view["agents"]:
             alive = is_alive(agent["last_seen"], self.host_down_time, now)
-            running = [
-                n["id"]
-                for n in (agent.get("status") or {}).get("networks", [])
-                if n.get("dnsmasq") == "running"
-            ]
+            reports = (agent.get("status") or {}).get("networks", [])
+            running = [n for n in reports if n.get("dnsmasq") == "running"]
             agents_up.add_metric([agent["host"]], float(alive))
             served.add_metric([agent["host"]], float(len(running) if alive else 0))
-            for net_id in running if alive else []:
-                serving[net_id] = serving.get(net_id, 0) + 1
+            ports = sum(n.get("ports", 0) for n in running) if alive else 0
+            held.add_metric([agent["host"]], float(ports))
+            lags = [n["ack_lag_s"] for n in reports if n.get("ack_lag_s") is not None]
+            if alive and lags:
+                lag.add_metric([agent["host"]], float(max(lags)))
+            for net in running if alive else []:
+                serving[net["id"]] = serving.get(net["id"], 0) + 1
         for net in view["networks"]:
             servers.add_metric([net["id"], "wanted"], float(net["ha_count"]))
             servers.add_metric([net["id"], "serving"], float(serving.get(net["id"], 0)))
         yield servers
         yield agents_up
         yield served
+        yield held
+        yield lag
         hosts_up = GaugeMetricFamily(
             "ovirt_ipam_host_up", "Whether a host's host service is alive.", labels=["host"]
         )

@@ -513,6 +513,18 @@ class ServedNetworkReport(_Model):
     id: Uuid
     ports: Annotated[int, Field(ge=0)]
     dnsmasq: Literal["running", "starting", "down"]
+    #: Seconds the agent is behind on this network: the age of the oldest port change
+    #: it received and has not acknowledged, or its slowest acknowledgement since its
+    #: last heartbeat, whichever is more (0: up to date). None: an agent from before.
+    ack_lag_s: Annotated[Timestamp, Field(ge=0)] | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_lag_default(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """Sent as before the field existed when unknown, for engines that predate it."""
+        data = handler(self)
+        if isinstance(data, dict) and data.get("ack_lag_s") is None:
+            data.pop("ack_lag_s", None)
+        return data
 
 
 class Heartbeat(_Model):
