@@ -103,8 +103,8 @@ class _StoreCollector(Collector):
             running = [n for n in reports if n.get("dnsmasq") == "running"]
             agents_up.add_metric([agent["host"]], float(alive))
             served.add_metric([agent["host"]], float(len(running) if alive else 0))
-            ports = sum(n.get("ports", 0) for n in running) if alive else 0
-            held.add_metric([agent["host"]], float(ports))
+            holding = sum(n.get("ports", 0) for n in running) if alive else 0
+            held.add_metric([agent["host"]], float(holding))
             lags = [n["ack_lag_s"] for n in reports if n.get("ack_lag_s") is not None]
             if alive and lags:
                 lag.add_metric([agent["host"]], float(max(lags)))
