@@ -5,6 +5,7 @@ of the full port list oVirt engine asks for on every vNIC allocate and deallocat
                                     [--only sqlite|postgresql] [--profile]
                                     [--skip-inprocess] [--skip-rest] [--skip-list]
                                     [--list-sizes 10000,30000] [--during-creates N]
+                                    [--workers W] [--ready N]
 
 (a) In-process, through the service layer (``Store.create_port``, one thread), on
     SQLite and on PostgreSQL, into an empty /16 and into a /16 that is already 90%
@@ -12,7 +13,13 @@ of the full port list oVirt engine asks for on every vNIC allocate and deallocat
     subnet's fresh_cursor moved past them, exactly the state the allocator would
     have left), and into an empty stateful IPv6 /64 (``..._v6_64``).
 (b) Over REST: C concurrent clients (threads, keep-alive httpx clients) against a
-    real ``ovirt-ipam engine`` process, on embedded SQLite and on PostgreSQL.
+    real ``ovirt-ipam engine`` process with ``[api] workers = W`` (default 1), on
+    embedded SQLite and on PostgreSQL. The figures keep their names whatever W is
+    (``api_workers`` says it); compare runs with different W made one after the other.
+    With ``--ready N``, also the port-ready latency: N creates one after another on a
+    network a stand-in DHCP agent serves (ipam.lab.ackagent: it acknowledges each port
+    event at once), each answered ACTIVE, timed from the POST to the answer
+    (``port_ready_p50_ms``, ``port_ready_p99_ms``, suffix ``_postgresql`` as below).
 (c) The port list over REST, against a real engine process whose store is seeded
     in-process (bulk INSERTs of oVirt-like ports, each with one address, into the
     database the engine serves, while it runs) up to each of --list-sizes ports:
@@ -38,6 +45,7 @@ import cProfile
 import json
 import multiprocessing
 import pstats
+import re
 import shutil
 import socket
 import statistics
@@ -45,17 +53,20 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import sqlalchemy as sa
 
 from bench._common import percentile
 from ipam.db import migrate
 from ipam.db.engine import Database
 from ipam.db.schema import ip_allocations, ports, subnets
+from ipam.lab.ackagent import AckingAgent
 from ipam.lab.harness import EngineProcess, database_conf, db_upgrade, temp_pg_database
 from ipam.lab.load import create_network_and_subnet, create_ports
 from ipam.store import Store, allocation
@@ -187,6 +198,18 @@ def inprocess(
         db.dispose()
 
 
+def engine_cpu_seconds(engine: EngineProcess) -> float | None:
+    """CPU time of the engine process and of its API workers (its children), so far."""
+    own = engine.cpu_seconds()
+    if own is None or engine.proc is None:
+        return None
+    try:
+        kids = psutil.Process(engine.proc.pid).children()
+        return own + sum(sum(k.cpu_times()[:2]) for k in kids)
+    except psutil.Error:
+        return None
+
+
 def rest(tmp: Path, extra_conf: str, n: int, clients: int, pg: bool) -> float:
     engine = EngineProcess(tmp, extra_conf)
     if pg:
@@ -197,11 +220,16 @@ def rest(tmp: Path, extra_conf: str, n: int, clients: int, pg: bool) -> float:
         net_id, _ = create_network_and_subnet(engine.url, "bench", CIDR)
         body = {"network_id": net_id, "device_owner": "compute:nova"}
         warm = create_ports(engine.url, body, WARMUP_REST, clients)
-        cpu0 = engine.cpu_seconds()
+        cpu0 = engine_cpu_seconds(engine)
         res = create_ports(engine.url, body, n, clients)
-        cpu1 = engine.cpu_seconds()
+        cpu1 = engine_cpu_seconds(engine)
         if cpu0 is not None and cpu1 is not None:
-            progress(f"  engine CPU {1000 * (cpu1 - cpu0) / n:.2f} ms/create")
+            progress(f"  engine CPU {1000 * (cpu1 - cpu0) / n:.2f} ms/create (workers included)")
+        by_pid = Counter(
+            re.findall(r" (\d+) INFO ipam\.store\.facade \[-\] Created port ", engine.logs())
+        )
+        if len(by_pid) > 1:  # keep-alive connections stay with the worker that took them
+            progress("  creates by API worker: " + ", ".join(f"{p} {c}" for p, c in by_pid.items()))
         bad = {k: v for k, v in (warm.statuses + res.statuses).items() if k != 201}
         if bad:
             raise AssertionError(
@@ -213,6 +241,46 @@ def rest(tmp: Path, extra_conf: str, n: int, clients: int, pg: bool) -> float:
             raise AssertionError("duplicate IPs or MACs in the answers")
         return n / res.elapsed
     finally:
+        engine.stop()
+
+
+def port_ready(tmp: Path, extra_conf: str, n: int, pg: bool, suffix: str) -> list:
+    """Port-ready latency: n creates, one after another, on a network a stand-in agent
+    serves; every answer must be ACTIVE, acknowledged by that agent."""
+    engine = EngineProcess(tmp, extra_conf)
+    if pg:
+        db_upgrade(engine.conf)
+    engine.start()
+    agent: AckingAgent | None = None
+    try:
+        engine.wait_up()
+        net_id, _ = create_network_and_subnet(engine.url, "bench-ready", CIDR)
+        agent = AckingAgent(f"filesystem://{tmp}/state/bus", "bench-ready-h1", [net_id])
+        agent.start()
+        body = {"port": {"network_id": net_id, "device_owner": "oVirt"}}
+        took: list[float] = []
+        with httpx.Client(base_url=engine.url, timeout=60) as client:
+            deadline = time.monotonic() + 30
+            while client.post("/v2.0/ports", json=body).json()["port"]["status"] != "ACTIVE":
+                if time.monotonic() > deadline:
+                    raise AssertionError("the stand-in agent's ports never became ready")
+            for _ in range(n):
+                start = time.perf_counter()
+                r = client.post("/v2.0/ports", json=body)
+                took.append(1000 * (time.perf_counter() - start))
+                port = r.json()["port"]
+                if r.status_code != 201 or port["dhcp_ready_hosts"] != [agent.host]:
+                    raise AssertionError(f"not ready: {r.status_code} {r.text[:300]}")
+        progress(
+            f"  port ready: p50 {percentile(took, 0.5):.1f} ms, p99 {percentile(took, 0.99):.1f} ms"
+        )
+        return [
+            (f"port_ready_p50_ms{suffix}", percentile(took, 0.5), "ms"),
+            (f"port_ready_p99_ms{suffix}", percentile(took, 0.99), "ms"),
+        ]
+    finally:
+        if agent is not None:
+            agent.stop()
         engine.stop()
 
 
@@ -508,7 +576,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", action="store_true", help="print a cProfile of each in-process run"
     )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="[api] workers of the REST and list engines"
+    )
+    parser.add_argument(
+        "--ready", type=int, default=0, help="creates timed for port-ready latency (0: none)"
+    )
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error("--workers must be 1 or more")
+    workers_conf = f"workers = {args.workers}\n"
     backends = [args.only] if args.only else ["sqlite", "postgresql"]
     results: list[tuple[str, float, str]] = []
     tmp = Path(tempfile.mkdtemp(prefix="ovirt-ipam-bench-"))
@@ -529,17 +606,32 @@ def main(argv: list[str] | None = None) -> int:
                 progress(f"  {rate:.0f} {UNIT}")
                 results.append((f"creates_per_s_inprocess_{backend}_{label}", rate, UNIT))
         if not args.skip_rest:
+            results.append(("api_workers", args.workers, "processes"))
             for backend in backends:
-                progress(f"REST {backend}: {args.rest} creates, {args.clients} clients")
+                progress(
+                    f"REST {backend}: {args.rest} creates, {args.clients} clients, "
+                    f"{args.workers} API worker(s)"
+                )
                 sub = tmp / f"rest-{backend}"
                 sub.mkdir()
                 if backend == "sqlite":
-                    rate = rest(sub, "", args.rest, args.clients, pg=False)
+                    rate = rest(sub, workers_conf, args.rest, args.clients, pg=False)
                 else:
                     with temp_pg_database() as url:
-                        rate = rest(sub, database_conf(url), args.rest, args.clients, pg=True)
+                        conf = workers_conf + database_conf(url)
+                        rate = rest(sub, conf, args.rest, args.clients, pg=True)
                 progress(f"  {rate:.0f} {UNIT}")
                 results.append((f"creates_per_s_rest_{backend}", rate, UNIT))
+        for backend in backends if args.ready else []:
+            progress(f"port ready {backend}: {args.ready} creates, {args.workers} API worker(s)")
+            sub = tmp / f"ready-{backend}"
+            sub.mkdir()
+            if backend == "sqlite":
+                results += port_ready(sub, workers_conf, args.ready, False, "")
+            else:
+                with temp_pg_database() as url:
+                    conf = workers_conf + database_conf(url)
+                    results += port_ready(sub, conf, args.ready, True, "_postgresql")
         sizes = sorted(int(n) for n in args.list_sizes.split(",") if n)
         for backend in [] if args.skip_list or not sizes else backends:
             progress(f"port list {backend}: {', '.join(map(str, sizes))} ports")
@@ -547,12 +639,14 @@ def main(argv: list[str] | None = None) -> int:
             sub.mkdir()
             if backend == "sqlite":
                 url = f"sqlite:///{sub}/state/ovirt-ipam.sqlite"
-                results += list_figures(sub, "", False, url, sizes, args.during_creates, "")
+                results += list_figures(
+                    sub, workers_conf, False, url, sizes, args.during_creates, ""
+                )
             else:
                 with temp_pg_database() as url:
                     results += list_figures(
                         sub,
-                        database_conf(url),
+                        workers_conf + database_conf(url),
                         True,
                         url,
                         sizes,

@@ -89,6 +89,16 @@ api_opts = [
         help="Base URL announced in version discovery and the token endpoint's service "
         "catalog. Unset: derived from the request.",
     ),
+    cfg.IntOpt(
+        "workers",
+        default=1,
+        min=1,
+        help="API processes serving bind_port. 1: the engine process serves the API "
+        "itself. More: it starts that many API worker processes (a uvicorn server each, "
+        "on a socket of its own: SO_REUSEPORT), each with its own store connections, and "
+        "keeps the bus server and the DHCP manager to itself; a worker that dies is "
+        "replaced.",
+    ),
 ]
 
 bus_opts = [

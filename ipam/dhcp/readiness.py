@@ -15,8 +15,10 @@ no live host carrying its bridge) answers at once, DOWN, with the reason: a VM
 started on that answer would get no address whatever it waits.
 
 Acknowledgements reach whichever engine consumed them from the bus; this engine
-is woken at once by its own bus server, and reads the store every
-``_POLL`` seconds for those another engine recorded.
+is woken at once by its own bus server (an API worker: by its engine process,
+ipam.api.wakeups), and reads the store every ``_POLL`` seconds for those another
+engine recorded. A wake-up that comes while a request reads the store is not lost:
+the request looks again before it sleeps.
 """
 
 from __future__ import annotations
@@ -45,10 +47,12 @@ class Readiness:
         self.host_down_time = host_down_time
         self.on_waiting = on_waiting  # wakes the DHCP manager: a server is wanted now
         self._cond = threading.Condition()
+        self._recorded = 0  # acknowledgement batches recorded so far (wake-ups)
 
     def acks_recorded(self) -> None:
         """The bus server recorded acknowledgements: wake the waiting requests."""
         with self._cond:
+            self._recorded += 1
             self._cond.notify_all()
 
     def serving_hosts(self, net_id: str) -> list[str]:
@@ -114,6 +118,8 @@ class Readiness:
         deadline = time.monotonic() + self.timeout
         acked: list[str] = []
         while True:
+            with self._cond:
+                seen = self._recorded
             acked = self._acked(port, serving) if serving else []
             met = (
                 bool(acked)
@@ -124,7 +130,8 @@ class Readiness:
             if met or left <= 0:
                 break
             with self._cond:
-                self._cond.wait(min(left, _POLL))
+                if self._recorded == seen:  # else acks came while we read: look again
+                    self._cond.wait(min(left, _POLL))
             # Who serves may change meanwhile: a server comes up, a dead host drops
             # out, a new one takes over (failover) and its acknowledgement counts.
             serving = self.serving_hosts(net_id) or serving
