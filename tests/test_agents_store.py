@@ -166,3 +166,32 @@ def test_store_works_when_publishing_fails(store: Store, bus: Bus) -> None:
     port = st.create_port({"network_id": red["id"]})
     st.delete_port(port["id"])
     st.delete_network(red["id"])
+
+
+def test_only_a_heartbeat_that_changes_a_subscription_drops_the_caches(
+    store: Store, net: tuple
+) -> None:
+    """Most heartbeats repeat what the agent serves: they must not make every port
+    event read all the agents again (bench.scale: one drop per heartbeat)."""
+    n, _ = net
+
+    class Listener:
+        def __init__(self) -> None:
+            self.drops = 0
+
+        def __getattr__(self, name: str) -> object:
+            return lambda *args: None
+
+        def invalidate(self) -> None:
+            self.drops += 1
+
+    listener = Listener()
+    store.notifier = listener  # type: ignore[assignment]
+    beat = {"networks": [{"id": n["id"], "ports": 0, "dnsmasq": "running"}]}
+    store.agent_heartbeat("h-cache", [n["id"]], beat, 1.0)  # a new agent
+    assert listener.drops == 1
+    for _ in range(3):
+        store.agent_heartbeat("h-cache", [n["id"]], beat, 1.0)
+    assert listener.drops == 1
+    store.agent_heartbeat("h-cache", [], {"networks": []}, 1.0)  # it stopped serving
+    assert listener.drops == 2

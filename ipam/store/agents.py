@@ -63,20 +63,23 @@ def heartbeat(
     status: dict[str, Any],
     started_at: float,
     now: float,
-) -> None:
-    """Record a heartbeat: the networks it lists become the host's subscription."""
+) -> bool:
+    """Record a heartbeat: the networks it lists become the host's subscription.
+    Returns whether the subscription changed (most heartbeats change nothing)."""
     row = _agent_row(conn, host)
+    networks = list(dict.fromkeys(served))
     _save(
         conn,
         row,
         host,
         {
-            "networks": list(dict.fromkeys(served)),
+            "networks": networks,
             "status": status,
             "started_at": started_at,
             "last_seen": now,
         },
     )
+    return row is None or list(row.networks or []) != networks
 
 
 def release(

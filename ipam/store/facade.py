@@ -268,9 +268,14 @@ class Store:
     def agent_heartbeat(
         self, host: str, served: list[str], status: dict[str, Any], started_at: float
     ) -> None:
-        """Record a heartbeat; the networks it lists become the host's subscription."""
-        self.db.write(lambda c: agents.heartbeat(c, host, served, status, started_at, time.time()))
-        self._notify(lambda n: n.invalidate())
+        """Record a heartbeat; the networks it lists become the host's subscription.
+        The subscription caches are dropped only when it changed: most heartbeats
+        change nothing, and each drop makes the next port events read every agent."""
+        changed = self.db.write(
+            lambda c: agents.heartbeat(c, host, served, status, started_at, time.time())
+        )
+        if changed:
+            self._notify(lambda n: n.invalidate())
 
     def host_heartbeat(self, name: str, bridges: list[str], started_at: float) -> None:
         """A host service is alive and carries these oVirt networks (bridges)."""
