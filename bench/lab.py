@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import statistics
 import sys
 import tempfile
@@ -57,30 +58,48 @@ def lab_processes(base: Path) -> list[psutil.Process]:
     return out
 
 
+def _cpu_seconds(proc: psutil.Process) -> float:
+    """CPU time proc has used: the sum of its threads' run time in /proc/PID/task/*/
+    schedstat (nanoseconds; utime and stime count 10 ms ticks, too coarse for processes
+    that use a few milliseconds a second), or psutil's user + system without it."""
+    task_dir = f"/proc/{proc.pid}/task"
+    try:
+        total = 0
+        for tid in os.listdir(task_dir):
+            try:
+                with open(f"{task_dir}/{tid}/schedstat") as f:
+                    total += int(f.read().split()[0])
+            except (FileNotFoundError, ProcessLookupError):  # the thread ended
+                continue
+        return total / 1e9
+    except (OSError, ValueError, IndexError):
+        t = proc.cpu_times()
+        return float(t.user + t.system)
+
+
+def process_kind(proc: psutil.Process) -> str:
+    """What a lab process is, from its command line (its kind in idle_cpu's shares)."""
+    cmd = " ".join(proc.info["cmdline"] or [])
+    for word in ("dnsmasq", "dhcp-agent", "host ", "engine", "udhcpc", "dhclient"):
+        if word in cmd:
+            return word.strip()
+    return "other"
+
+
 def idle_cpu(base: Path, seconds: float) -> tuple[float, dict[str, float]]:
-    """Percent of one core the lab's processes used over ``seconds``, and by kind."""
-
-    def kind(proc: psutil.Process) -> str:
-        cmd = " ".join(proc.info["cmdline"] or [])
-        for word in ("dnsmasq", "dhcp-agent", "host ", "engine", "udhcpc", "dhclient"):
-            if word in cmd:
-                return word.strip()
-        return "other"
-
-    procs = lab_processes(base)
+    """Percent of one core the lab's processes (every process whose command line names
+    ``base``) used over ``seconds``, from /proc, and by kind (process_kind)."""
     before = {}
-    for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            t = proc.cpu_times()
-            before[proc.pid] = (proc, t.user + t.system)
+    for proc in lab_processes(base):
+        with contextlib.suppress(psutil.Error, OSError):
+            before[proc.pid] = (proc, _cpu_seconds(proc))
     time.sleep(seconds)  # the measurement window itself, not a synchronisation
     total, by_kind = 0.0, dict[str, float]()
     for proc, used in before.values():
-        with contextlib.suppress(psutil.Error):
-            t = proc.cpu_times()
-            share = (t.user + t.system - used) / seconds * 100
+        with contextlib.suppress(psutil.Error, OSError):
+            share = max(0.0, _cpu_seconds(proc) - used) / seconds * 100
             total += share
-            by_kind[kind(proc)] = by_kind.get(kind(proc), 0.0) + share
+            by_kind[process_kind(proc)] = by_kind.get(process_kind(proc), 0.0) + share
     return total, by_kind
 
 

@@ -6,17 +6,27 @@ Threads: one consumer of this host's event queue, one worker per served network
 the main loop (heartbeats, periodic resync, reconcile on SIGHUP or when the
 mapping file changes). Any error in a network's worker triggers a resync of that
 network.
+
+Nothing runs on a fixed short tick while nothing happens (issue 18): a network's
+worker wakes for an event, for a change in its dnsmasq's directory (a new log line:
+lease facts go to the engine at once), and for its dnsmasq's exit (a pidfd,
+watched by one thread for the whole agent); the main loop for its next heartbeat or
+resync, SIGHUP, or a change in the mapping file's directory (inotify). Periodic
+looks remain as a safety net only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
+import selectors
 import shutil
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +34,7 @@ from oslo_config import cfg
 from pydantic import BaseModel
 
 from dhcp_driver.dnsmasq_config import Paths
+from dhcp_driver.dnsmasq_log import watch_directory
 from dhcp_driver.dnsmasq_process import DnsmasqProcess
 from dhcp_driver.interface import OvirtInterfaceDriver
 from dhcp_driver.mapping import MappingError, read_mapping
@@ -36,6 +47,87 @@ from vdsm_verb import config as host_config  # noqa: F401 (registers [host] vdsm
 
 LOG = logging.getLogger(__name__)
 _STOP = object()
+_NUDGE = object()  # something to look at: dnsmasq logged, or exited
+#: Seconds between a worker's looks at its dnsmasq when nothing woke it: a safety net
+#: (reaping dhcp_release6 runs, the log's rotation, an exit the pidfd missed).
+SUPERVISE_S = 5.0
+#: Seconds between looks where events cannot wake the worker (no pidfd), and while
+#: lease facts wait for dnsmasq's lease file (lease_log's ticks).
+TICK_S = 0.2
+#: Seconds at least between two looks at a dnsmasq that exited and is not back yet.
+RESPAWN_LOOK_S = 0.05
+#: Seconds at most between the main loop's looks at the mapping file without an event.
+MAPPING_LOOK_S = 5.0
+
+
+class ExitWatch:
+    """Calls back when a process exits, for any process (a child or an adopted
+    dnsmasq): one pidfd each, all watched by one thread, so that no worker has to
+    look every tick whether its dnsmasq still lives."""
+
+    def __init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+        self._lock = threading.Lock()
+        self._wakeup_r, self._wakeup_w = os.pipe()  # a registration ends the select
+        os.set_blocking(self._wakeup_r, False)
+        self._selector.register(self._wakeup_r, selectors.EVENT_READ, None)
+        threading.Thread(target=self._run, name="exits", daemon=True).start()
+
+    @staticmethod
+    def supported() -> bool:
+        return hasattr(os, "pidfd_open")
+
+    def watch(self, pid: int, callback: Callable[[], None]) -> bool:
+        """Call ``callback`` (in the watching thread) once pid has exited; False if
+        it cannot be watched (no pidfd: the caller looks for itself). A pid that is
+        gone already calls back at once."""
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            callback()
+            return True
+        except (AttributeError, OSError) as exc:
+            LOG.debug("No pidfd for pid %d: %s", pid, exc)
+            return False
+        with self._lock:
+            self._selector.register(fd, selectors.EVENT_READ, callback)
+        os.write(self._wakeup_w, b"x")
+        return True
+
+    def _run(self) -> None:
+        while True:
+            try:
+                ready = self._selector.select()
+            except OSError:
+                LOG.exception("Watching dnsmasq exits failed; workers look periodically")
+                return
+            for key, _ in ready:
+                if key.data is None:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(self._wakeup_r, 4096)
+                    continue
+                with self._lock:
+                    self._selector.unregister(key.fd)
+                os.close(key.fd)
+                try:
+                    key.data()
+                except Exception:
+                    LOG.exception("A process exit's callback failed")
+
+
+_exit_watch: ExitWatch | None = None
+_exit_watch_lock = threading.Lock()
+
+
+def exit_watch() -> ExitWatch | None:
+    """The agent's ExitWatch; None without pidfds (Linux before 5.3)."""
+    global _exit_watch
+    if not ExitWatch.supported():
+        return None
+    with _exit_watch_lock:
+        if _exit_watch is None:
+            _exit_watch = ExitWatch()
+        return _exit_watch
 
 
 def _gateways(state: NetworkState) -> list[str]:
@@ -57,18 +149,70 @@ class NetworkWorker(threading.Thread):
         self.served: ServedNetwork | None = None
         self.resync_due = 0.0
         self.failures = 0
+        self._nudged = threading.Event()  # a _NUDGE is in the inbox, not yet taken
+        self._watched_pid: int | None = None  # the dnsmasq whose exit calls nudge
+        self._exited: set[int] = set()  # watched dnsmasq pids that have exited
 
     def put(self, item: Any) -> None:
         self.inbox.put(item)
 
+    def nudge(self) -> None:
+        """Look at dnsmasq soon (its log grew, or it exited): one _NUDGE in the inbox
+        at a time, however many events came."""
+        if not self._nudged.is_set():
+            self._nudged.set()
+            self.inbox.put(_NUDGE)
+
+    def _exit_of(self, pid: int) -> Callable[[], None]:
+        def exited() -> None:
+            self._exited.add(pid)
+            self.nudge()
+
+        return exited
+
+    def _watch(self) -> None:
+        """Have the running dnsmasq's exit and its log's growth wake this worker."""
+        served = self.served
+        if served is None:
+            self._watched_pid = None
+            return
+        served.log.on_change = self.nudge
+        pid = served.process.pid
+        if pid is None or pid == self._watched_pid:
+            return
+        self._exited.discard(pid)
+        watch = exit_watch()
+        watched = watch is not None and watch.watch(pid, self._exit_of(pid))
+        self._watched_pid = pid if watched else None
+
+    def _timeout(self) -> float:
+        """Seconds until this worker must look even if nothing wakes it."""
+        now = time.monotonic()
+        due = [SUPERVISE_S]
+        if self.resync_due:
+            due.append(self.resync_due - now)
+        served = self.served
+        if served is not None:
+            pid = served.process.pid
+            if pid is None or pid != self._watched_pid:
+                due.append(TICK_S)  # its exit would wake nobody: look as often as before
+            elif pid in self._exited:  # respawn after its backoff (check() moves it on)
+                due.append(max(RESPAWN_LOOK_S, served.process.next_start - now))
+            if served.leases.pending:
+                due.append(TICK_S)  # facts wait for the lease file (lease_log)
+        return max(0.0, min(due))
+
     def run(self) -> None:
         while True:
             try:
-                item = self.inbox.get(timeout=0.2)
+                item = self.inbox.get(timeout=self._timeout())
             except queue.Empty:
                 item = None
             if item is _STOP:
                 return
+            if item is _NUDGE:
+                self._nudged.clear()  # what happens from now on nudges again
+                item = None
             try:
                 self._handle(item)
                 self._publish_leases()
@@ -78,6 +222,7 @@ class NetworkWorker(threading.Thread):
                 delay = min(30.0, 0.5 * 2 ** (self.failures - 1))
                 LOG.exception("Network %s: error, resync in %.1fs", self.network_id, delay)
                 self.resync_due = time.monotonic() + delay
+            self._watch()
 
     def _handle(self, item: Any) -> None:
         if item is None:
@@ -101,6 +246,9 @@ class NetworkWorker(threading.Thread):
                     nxt = self.inbox.get_nowait()
                 except queue.Empty:
                     break
+                if nxt is _NUDGE:  # the batch's own log lines: published after it
+                    self._nudged.clear()
+                    continue
                 if nxt is _STOP or nxt[0] != "port.update":
                     self.inbox.queue.appendleft(nxt)
                     break
@@ -152,7 +300,7 @@ class NetworkWorker(threading.Thread):
             )
         self._ack(self.served.apply_state(state))
         if first:  # the engine counts this host as serving from its next heartbeat
-            agent.beat_now.set()
+            agent.beat_soon()
         LOG.info(
             "Network %s: serving %d port(s) on bridge %s",
             self.network_id,
@@ -222,6 +370,7 @@ class Agent:
         self.stopping = threading.Event()
         self.reconcile_wanted = threading.Event()
         self.beat_now = threading.Event()
+        self.wake = threading.Event()  # the main loop sleeps on it: something to do
         self.started_at = time.time()
         self._call_lock = threading.Lock()
         self._mapping_stamp: tuple[int, int] | None = None
@@ -331,11 +480,38 @@ class Agent:
         for worker in list(self.workers.values()):
             worker.put(("resync", None))
 
+    def beat_soon(self) -> None:
+        """Send a heartbeat now, not at the next interval."""
+        self.beat_now.set()
+        self.wake.set()
+
+    def stop(self) -> None:
+        """End run() (SIGTERM, SIGINT)."""
+        self.stopping.set()
+        self.wake.set()
+
     def _reconcile_soon(self) -> None:
         """Host.setDHCP changed the mapping (SIGHUP): reconcile now, not at the main
         loop's next turn; a network just set up is then served at once."""
         self.reconcile_wanted.set()
-        self.beat_now.set()  # the main loop waits on it
+        self.beat_soon()
+
+    def _watch_mapping(self) -> bool:
+        """Wake the main loop when the mapping file's directory changes (the verb
+        replaces the file by rename), as the SIGHUP that follows does; False where it
+        cannot be watched (the loop then looks every TICK_S)."""
+        directory = os.path.dirname(os.path.abspath(self.conf.dhcp_agent.mapping_file))
+        try:
+            watch_directory(directory, self.wake.set)
+        except OSError as exc:
+            LOG.warning(
+                "Cannot watch %s (%s); looking at the mapping every %.1fs",
+                directory,
+                exc,
+                TICK_S,
+            )
+            return False
+        return True
 
     def _mapping_changed(self) -> bool:
         """The verb replaces the file by rename: a new inode (or mtime) means a change."""
@@ -352,8 +528,8 @@ class Agent:
         ensure_inotify_instances(INOTIFY_INSTANCES)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.state_dir, 0o700)
-        signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
-        signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
+        signal.signal(signal.SIGTERM, lambda *_: self.stop())
+        signal.signal(signal.SIGINT, lambda *_: self.stop())
         signal.signal(signal.SIGHUP, lambda *_: self._reconcile_soon())
         LOG.info(
             "DHCP agent starting on host %s (mapping %s)",
@@ -370,8 +546,10 @@ class Agent:
         )
         consumer.start()
         cfg_ = self.conf.dhcp_agent
+        look = MAPPING_LOOK_S if self._watch_mapping() else TICK_S
         next_beat = next_resync = retry_at = 0.0
         while not self.stopping.is_set():
+            self.wake.clear()  # before looking: what happens from now on wakes the wait
             now = time.monotonic()
             retry = bool(retry_at) and now >= retry_at
             if (
@@ -396,7 +574,8 @@ class Agent:
                     worker.put(("resync", None))
             if not next_resync or now >= next_resync:
                 next_resync = now + cfg_.resync_interval
-            self.beat_now.wait(min(0.2, cfg_.heartbeat_interval))
+            due = min(next_beat, next_resync, retry_at or next_beat) - time.monotonic()
+            self.wake.wait(max(0.0, min(due, look)))
         LOG.info("DHCP agent stopping; dnsmasq processes keep serving")
         for worker in self.workers.values():
             worker.stop(cleanup=False)

@@ -5,12 +5,15 @@ reads a dhcp-hostsdir or dhcp-optsdir file (``dnsmasq[PID]: read PATH - N names`
 after a --hostsdir one), and ``duplicate dhcp-host IP address IP at line N of PATH``
 right after, when it rejected a record of that file. A file's verdict is final
 once a later ``read`` line of any file follows it: dnsmasq finishes one file
-before it reads the next. inotify wakes the follower the moment a line is added.
+before it reads the next. inotify wakes the follower the moment a line is added,
+and calls its ``on_change`` (the agent publishes lease facts from new lines at once,
+and sleeps while dnsmasq logs nothing).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import threading
@@ -18,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from inotify_simple import INotify, flags
+
+LOG = logging.getLogger(__name__)
 
 _READ = re.compile(r"dnsmasq-dhcp\[\d+\]: read (?P<path>/\S+)$")
 # A --hostsdir (DNS) file: its records are replaced as a whole, errors logged before.
@@ -47,29 +52,30 @@ def parse(line: str) -> LogEvent | None:
 class _Watcher:
     """One inotify instance for the whole agent (instances are limited per user, to
     128 by default; an agent may serve hundreds of networks): a thread turns its
-    events into wake-ups of the followers watching each directory."""
+    events into calls of the callbacks watching each directory (a follower's wake-up,
+    a network worker's nudge, the agent's look at its mapping file)."""
 
     def __init__(self) -> None:
         self._inotify = INotify()
         self._lock = threading.Lock()
-        self._by_wd: dict[int, set[threading.Event]] = {}
+        self._by_wd: dict[int, set[Callable[[], None]]] = {}
         self._wd_of: dict[str, int] = {}
         threading.Thread(target=self._run, name="inotify", daemon=True).start()
 
-    def watch(self, directory: str, event: threading.Event) -> None:
+    def watch(self, directory: str, callback: Callable[[], None]) -> None:
         with self._lock:
             wd = self._inotify.add_watch(directory, flags.MODIFY | flags.CREATE | flags.MOVED_TO)
             self._wd_of[directory] = wd
-            self._by_wd.setdefault(wd, set()).add(event)
+            self._by_wd.setdefault(wd, set()).add(callback)
 
-    def unwatch(self, directory: str, event: threading.Event) -> None:
+    def unwatch(self, directory: str, callback: Callable[[], None]) -> None:
         with self._lock:
             wd = self._wd_of.get(directory)
             if wd is None:
                 return
-            events = self._by_wd.get(wd, set())
-            events.discard(event)
-            if not events:
+            callbacks = self._by_wd.get(wd, set())
+            callbacks.discard(callback)
+            if not callbacks:
                 self._by_wd.pop(wd, None)
                 self._wd_of.pop(directory, None)
                 with contextlib.suppress(OSError):  # the directory went, and the watch
@@ -77,11 +83,15 @@ class _Watcher:
 
     def _run(self) -> None:
         while True:
-            for ev in self._inotify.read():
-                with self._lock:
-                    waiters = list(self._by_wd.get(ev.wd, ()))
-                for waiter in waiters:
-                    waiter.set()
+            events = self._inotify.read()
+            with self._lock:  # each directory's callbacks once per batch of events
+                wds = {ev.wd for ev in events}
+                callbacks = [cb for wd in wds for cb in self._by_wd.get(wd, ())]
+            for callback in callbacks:
+                try:
+                    callback()
+                except Exception:  # one failing callback must not end the watching
+                    LOG.exception("A directory watch's callback failed")
 
 
 _watcher: _Watcher | None = None
@@ -96,6 +106,17 @@ def _shared_watcher() -> _Watcher:
         return _watcher
 
 
+def watch_directory(directory: str, callback: Callable[[], None]) -> None:
+    """Call ``callback`` (in the watching thread: it must be quick) whenever a file in
+    ``directory`` is created, written or renamed into it; the agent's one inotify
+    instance (see _Watcher)."""
+    _shared_watcher().watch(directory, callback)
+
+
+def unwatch_directory(directory: str, callback: Callable[[], None]) -> None:
+    _shared_watcher().unwatch(directory, callback)
+
+
 class LogFollower:
     """Reads the lines dnsmasq appends, across truncation and rotation."""
 
@@ -106,10 +127,19 @@ class LogFollower:
         self._fd: int | None = None
         self._inode: int | None = None
         self._buf = b""
+        #: Called (in the watching thread) whenever the log's directory changed: how
+        #: the agent's network worker wakes for new lines instead of looking every tick.
+        self.on_change: Callable[[], None] | None = None
         self._dir = os.path.dirname(path)
         os.makedirs(self._dir, exist_ok=True)
         self._changed = threading.Event()
-        _shared_watcher().watch(self._dir, self._changed)
+        watch_directory(self._dir, self._notify)
+
+    def _notify(self) -> None:
+        self._changed.set()
+        on_change = self.on_change
+        if on_change is not None:
+            on_change()
 
     def _reopen(self) -> None:
         """Follow the path: a rotated (replaced) log is read from its start."""
@@ -156,4 +186,4 @@ class LogFollower:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-        _shared_watcher().unwatch(self._dir, self._changed)
+        unwatch_directory(self._dir, self._notify)

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import threading
 import time
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from dhcp_driver.agent import exit_watch
 from dhcp_driver.mapping import write_mapping
 from dhcp_driver.netns import iproute_in
 from ipam.lab.netparts import rand
@@ -273,3 +276,22 @@ def test_rabbitmq_transport(world_factory) -> None:  # type: ignore[no-untyped-d
     late = w.port()
     w.wait_active(late)
     assert w.lease(late) == ip_of(late)
+
+
+def test_the_exit_watch_calls_back_when_a_process_exits() -> None:
+    """A network's worker sleeps until its dnsmasq exits (a pidfd), instead of looking
+    every 0.2 s whether it still runs (issue 18); a process already gone calls back at
+    once."""
+    watch = exit_watch()
+    if watch is None:
+        pytest.skip("no pidfd on this kernel: workers look every TICK_S")
+    proc = subprocess.Popen(["sleep", "60"])
+    exited = threading.Event()
+    assert watch.watch(proc.pid, exited.set)
+    assert not exited.wait(0.2)  # the measured window, not a wait for a condition
+    proc.kill()
+    assert exited.wait(5)
+    proc.wait()
+    gone = threading.Event()
+    assert watch.watch(proc.pid, gone.set)  # reaped: no such process any more
+    assert gone.is_set()

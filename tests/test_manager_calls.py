@@ -101,8 +101,10 @@ def world(
 
 
 def queued(bus: Bus, queue: str) -> int:
-    """Message files of queue on the filesystem bus."""
-    folder = bus.url[len("filesystem://") :]
+    """Message files of queue on the filesystem bus (in its queue's directory)."""
+    folder = os.path.join(bus.url[len("filesystem://") :], queue)
+    if not os.path.isdir(folder):
+        return 0
     return sum(1 for n in os.listdir(folder) if n.partition(".")[2] == f"{queue}.msg")
 
 

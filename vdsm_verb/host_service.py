@@ -16,6 +16,8 @@ import logging
 import os
 import select
 import signal
+import socket
+import struct
 import threading
 import time
 from pathlib import Path
@@ -37,6 +39,8 @@ from vdsm_verb.vdsm_plugin.network.ovirt_ipam_dhcp import vdsm_networks
 from vdsm_verb.verb import DhcpVerb
 
 LOG = logging.getLogger(__name__)
+#: Seconds between looks at VDSM's running configuration, where there is one.
+NETCONF_LOOK_S = 0.2
 
 
 def agent_service(conf: cfg.ConfigOpts) -> AgentService:
@@ -85,17 +89,78 @@ def netconf_stamp(netconf_dir: str | None) -> tuple[int, int] | None:
     return st.st_ino, st.st_mtime_ns
 
 
+_NLMSG = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, seq, pid
+_IFINFO = struct.Struct("=BxHiII")  # ifinfomsg: family, type, index, flags, change
+_RTA = struct.Struct("=HH")  # rtattr: length, type
+_RTM_NEWLINK, _RTM_DELLINK = 16, 17
+_IFLA_LINKINFO, _IFLA_INFO_KIND = 18, 1
+
+
+def _align(n: int) -> int:
+    return (n + 3) & ~3
+
+
+def _attrs(data: bytes, start: int, end: int) -> dict[int, bytes]:
+    """The netlink attributes (rtattr) in data[start:end], by type."""
+    out = {}
+    while start + _RTA.size <= end:
+        length, kind = _RTA.unpack_from(data, start)
+        if length < _RTA.size:
+            break
+        out[kind & 0x3FFF] = data[start + _RTA.size : start + length]  # no NESTED flag
+        start += _align(length)
+    return out
+
+
+def bridge_events(data: bytes) -> bool:
+    """Whether link messages (netlink, RTMGRP_LINK) may change the bridges this host
+    reports: a bridge's own (it came, went, changed), or any deletion (rare); not the
+    far more frequent ones of its ports (a veth's, or the bridge module's per-port
+    AF_BRIDGE ones, as VMs come and their links settle), each of which would have the
+    bridges listed again (issue 18: host services busy for seconds after VMs start)."""
+    offset = 0
+    while offset + _NLMSG.size <= len(data):
+        length, kind = _NLMSG.unpack_from(data, offset)[:2]
+        if length < _NLMSG.size:
+            break
+        body = offset + _NLMSG.size
+        if kind in (_RTM_NEWLINK, _RTM_DELLINK) and body + _IFINFO.size <= len(data):
+            family = _IFINFO.unpack_from(data, body)[0]
+            if family != socket.AF_BRIDGE:
+                if kind == _RTM_DELLINK:
+                    return True
+                attrs = _attrs(data, body + _IFINFO.size, offset + length)
+                info = attrs.get(_IFLA_LINKINFO, b"")
+                if _attrs(info, 0, len(info)).get(_IFLA_INFO_KIND, b"").rstrip(b"\0") == b"bridge":
+                    return True
+        offset += _align(length)
+    return False
+
+
 def watch_links(changed: threading.Event, stopping: threading.Event) -> None:
-    """Set ``changed`` whenever a link appears, goes or changes (netlink), so a new
+    """Set ``changed`` whenever a bridge appears, goes or changes (netlink), so a new
     bridge is reported at once, not at the next heartbeat: a network set up on this
-    host is then served within a fraction of a second (DESIGN.md flow 4)."""
+    host is then served within a fraction of a second (DESIGN.md flow 4). A plain
+    netlink socket: every message is read as it comes (pyroute2's reader keeps some
+    back, where select does not see them)."""
     try:
-        with IPRoute() as ip:
-            ip.bind(groups=RTMGRP_LINK)
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as sock:
+            sock.bind((0, RTMGRP_LINK))
+            sock.setblocking(False)
             while not stopping.is_set():
-                ready, _, _ = select.select([ip], [], [], 2.0)
-                if ready:
-                    ip.get()
+                ready, _, _ = select.select([sock], [], [], 2.0)
+                relevant = False
+                while ready:
+                    try:
+                        data = sock.recv(1 << 16)
+                    except BlockingIOError:
+                        break
+                    except OSError as exc:  # ENOBUFS: messages lost, look anyway
+                        LOG.debug("Link messages lost (%s); listing the bridges again", exc)
+                        relevant = True
+                        continue
+                    relevant = relevant or bridge_events(data)
+                if relevant:
                     changed.set()
     except Exception:
         LOG.exception("Watching links failed; bridges are reported with heartbeats only")
@@ -162,7 +227,8 @@ class HostService:
         # The bridges are looked up again only when a link changed (netlink) or VDSM
         # saved its configuration; between changes a heartbeat repeats what it knows,
         # and the loop sleeps until the next beat or change (VDSM's configuration is
-        # looked at every 0.2 s, where there is one).
+        # looked at every 0.2 s where there is one; where its directory does not exist,
+        # as in the lab, at each beat).
         next_beat, stamp, carried = 0.0, netconf_stamp(self.netconf_dir), None
         while not self.stopping.is_set():
             changed = self.links_changed.is_set()
@@ -181,7 +247,8 @@ class HostService:
                     LOG.exception("Heartbeat failed; retrying")
                 next_beat = time.monotonic() + self.conf.host.heartbeat_interval
             wait = max(0.0, next_beat - time.monotonic()) if carried is not None else 1.0
-            self.links_changed.wait(min(wait, 0.2) if self.netconf_dir else wait)
+            vdsm = self.netconf_dir is not None and os.path.isdir(self.netconf_dir)
+            self.links_changed.wait(min(wait, NETCONF_LOOK_S) if vdsm else wait)
             if self.stopping.is_set():
                 break
         LOG.info("Host service stopping; the DHCP agent keeps running")

@@ -38,11 +38,14 @@ class LabHost:
         segment_ns: str | None = None,
         extra_conf: str = "",
         lease_time: int = 120,
+        heartbeat_interval: float = 0.75,
         start: bool = True,
     ) -> None:
         """``segments`` maps each VDSM network name to its segment bridge (in
         ``segment_ns``; None: the caller's namespace). ``lease_time``: its agent's
-        ``[dhcp_agent] lease_time`` (120 s, dnsmasq's minimum, unless said)."""
+        ``[dhcp_agent] lease_time`` (120 s, dnsmasq's minimum, unless said).
+        ``heartbeat_interval``: its host service's and agent's, in seconds (a third
+        of the engine's host_down_time or less, as the defaults are: 2 s and 6 s)."""
         self.tmp, self.name = tmp, name
         self.ns = ns or f"tlh-{name}"
         self.prefix = prefix or f"t-{name}-"
@@ -65,10 +68,10 @@ class LabHost:
             host = {name}
             mapping_file = {self.state}/dhcp-networks.json
             namespace_prefix = {self.prefix}
-            heartbeat_interval = 0.75
+            heartbeat_interval = {heartbeat_interval}
             lease_time = {lease_time}
             [host]
-            heartbeat_interval = 0.75
+            heartbeat_interval = {heartbeat_interval}
             agent_manager = direct
             """)
             + extra_conf
