@@ -33,6 +33,7 @@ from typing import Any, Literal
 from oslo_config import cfg
 from pydantic import BaseModel
 
+from dhcp_driver.ack_lag import AckLag
 from dhcp_driver.dnsmasq_config import Paths
 from dhcp_driver.dnsmasq_log import watch_directory
 from dhcp_driver.dnsmasq_process import DnsmasqProcess
@@ -152,8 +153,15 @@ class NetworkWorker(threading.Thread):
         self._nudged = threading.Event()  # a _NUDGE is in the inbox, not yet taken
         self._watched_pid: int | None = None  # the dnsmasq whose exit calls nudge
         self._exited: set[int] = set()  # watched dnsmasq pids that have exited
+        self.lag = AckLag()  # how far behind the engine's port changes (heartbeats)
 
     def put(self, item: Any) -> None:
+        if isinstance(item, tuple) and item[0] in ("port.update", "port.delete"):
+            port: PortState = item[1]
+            if item[0] == "port.delete":
+                self.lag.forget(port.id, port.revision_number)
+            elif port.device_owner != contracts.DHCP_OWNER:  # DHCP ports get no ack
+                self.lag.received(port.id, port.revision_number)
         self.inbox.put(item)
 
     def nudge(self) -> None:
@@ -299,6 +307,7 @@ class NetworkWorker(threading.Thread):
                 dnsmasq_binary=agent.conf.dhcp_agent.dnsmasq_binary,
             )
         self._ack(self.served.apply_state(state))
+        self.lag.keep_only(p.id for p in state.ports)  # owed: what the state still has
         if first:  # the engine counts this host as serving from its next heartbeat
             agent.beat_soon()
         LOG.info(
@@ -329,12 +338,14 @@ class NetworkWorker(threading.Thread):
 
     def _ack(self, acks: list[contracts.AckedPort] | None) -> None:
         if acks:
+            self.lag.acked((a.id, a.revision_number) for a in acks)
             self.agent.publish(
                 "port.ack",
                 contracts.PortAck(host=self.agent.host, network_id=self.network_id, ports=acks),
             )
 
     def _teardown(self) -> None:
+        self.lag.keep_only(())
         if self.served is not None:
             self.served.stop()
             self.served = None
@@ -461,7 +472,10 @@ class Agent:
     def heartbeat(self) -> None:
         networks = [
             contracts.ServedNetworkReport(
-                id=k, ports=w.served.ports_count() if w.served else 0, dnsmasq=w.health()
+                id=k,
+                ports=w.served.ports_count() if w.served else 0,
+                dnsmasq=w.health(),
+                ack_lag_s=round(w.lag.report(), 3),
             )
             for k, w in self.workers.items()
         ]

@@ -88,6 +88,24 @@ def test_agent_serves_dhcpv6_on_the_engines_ipv6_subnet(world_factory) -> None: 
     assert scraped[("ovirt_ipam_ports", (net, ("status", "ACTIVE")))] == 1
     assert scraped[("ovirt_ipam_network_dhcp_servers", (("kind", "serving"), net))] == 1
     assert scraped[("ovirt_ipam_port_create_seconds_count", ())] == 1
+    # The agent's own figures, from its heartbeats: the ports it holds (the VM's) and
+    # how far behind it is (nothing owed: at most its last acknowledgement).
+    ports = w.api.get("/v2.0/ports", params={"network_id": w.net_id}).json()["ports"]
+    listed = [p for p in ports if p["device_owner"] != "network:dhcp"]
+    host = (("host", w.agent.host),)
+
+    def agent_figures() -> tuple[float, float] | None:
+        got = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for f in text_string_to_metric_families(w.api.get("/metrics").text)
+            for s in f.samples
+        }
+        held = got.get(("ovirt_ipam_dhcp_agent_ports", host))
+        lag = got.get(("ovirt_ipam_dhcp_agent_ack_lag_seconds", host))
+        return (held, lag) if held == len(listed) and lag is not None else None
+
+    _held, lag = wait_for(agent_figures, 15, "the agent's figures in /metrics")
+    assert 0 <= lag < 5, lag
 
     assert w.api.delete(f"/v2.0/ports/{port['id']}").status_code == 204
     gone = w.vm(port["mac_address"])
