@@ -294,6 +294,7 @@ class ServedNetwork:
             writes[hosts] = cfgmod.tombstone(mac)
             releases += [(ip, m) for m, ip in records if cfgmod.holds_address(ip)]
         self.log.skip_to_end()
+        logged_before = self._log_size()
         for key in sorted(writes, key=lambda k: _WRITE_ORDER[k.partition("/")[0]]):
             _write_atomic(self.paths.base / key, writes[key])
             self.files[key] = writes[key]
@@ -310,6 +311,19 @@ class ServedNetwork:
         if not pending:
             return []
         verdict = self._confirm(pending)
+        if all(ok is None for ok in verdict.values()) and self._log_dead(logged_before):
+            # dnsmasq wrote nothing to its log since the writes: after a failed write
+            # (a full disk) it gives up its log file for good (log.c), and no verdict
+            # could ever come. A restart opens the log again and reads every file.
+            LOG.warning(
+                "Network %s: dnsmasq pid=%s logged nothing for %.1fs (its log failed?); "
+                "restarting it",
+                self.network_id,
+                self.process.pid,
+                self.confirm_timeout,
+            )
+            self.process.stop()
+            return self._start({}, [])
         rejected = {k for k, ok in verdict.items() if ok is False}
         if rejected:
             # A stale record we did not know of (from before an agent restart), or an
@@ -493,6 +507,17 @@ class ServedNetwork:
                 )
                 return {k: (k not in rejected) if k in read_at else None for k in pending}
             self.log.wait(min(remaining, 0.5))
+
+    def _log_size(self) -> int:
+        try:
+            return self.paths.log.stat().st_size
+        except FileNotFoundError:
+            return -1
+
+    def _log_dead(self, size_before: int) -> bool:
+        """A running dnsmasq whose log has not grown since size_before (it has not
+        been rotated meanwhile: a rotation happens only between batches)."""
+        return self.process.alive() and self._log_size() == size_before
 
     def _acks(self, verdict: dict[str, bool | None]) -> list[AckedPort]:
         """A port is acknowledged when every one of its files in the batch is loaded."""
