@@ -11,6 +11,9 @@ services, agents, dnsmasq, udhcpc) under a throw-away name and directory, then:
   the VMs' DHCP clients: every process whose command line names the lab's
   directory) over ``--idle-s`` seconds with nothing happening, in percent of one
   core, from /proc (psutil), the share of each kind in the progress lines;
+  idle_wakeups_per_s: how often they were woken in that window, and
+  wakeup_cost_ms: what one wake-up of a sleeping thread costs on this machine then
+  (idle CPU is wake-ups times that, mostly);
 - lease_visible_ms: for ``--lease-samples`` VMs one after another, ``lab vm reboot``
   (a fresh DISCOVER/REQUEST/ACK), from the client's ACK (its lease event) until the
   engine's API shows the new lease on the VM's port (``dhcp_lease.last_seen``):
@@ -30,6 +33,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -58,23 +62,48 @@ def lab_processes(base: Path) -> list[psutil.Process]:
     return out
 
 
-def _cpu_seconds(proc: psutil.Process) -> float:
-    """CPU time proc has used: the sum of its threads' run time in /proc/PID/task/*/
-    schedstat (nanoseconds; utime and stime count 10 ms ticks, too coarse for processes
-    that use a few milliseconds a second), or psutil's user + system without it."""
+def _cpu_and_runs(proc: psutil.Process) -> tuple[float, int]:
+    """CPU time proc has used and how many times its threads were put on a CPU (each
+    wake-up is one): sums over /proc/PID/task/*/schedstat (run time in nanoseconds,
+    then wait time, then timeslices; utime and stime count 10 ms ticks, too coarse
+    for processes that use a few milliseconds a second). Without schedstat: psutil's
+    user + system and its context switches."""
     task_dir = f"/proc/{proc.pid}/task"
     try:
-        total = 0
+        total, runs = 0, 0
         for tid in os.listdir(task_dir):
             try:
                 with open(f"{task_dir}/{tid}/schedstat") as f:
-                    total += int(f.read().split()[0])
+                    fields = f.read().split()
+                total, runs = total + int(fields[0]), runs + int(fields[2])
             except (FileNotFoundError, ProcessLookupError):  # the thread ended
                 continue
-        return total / 1e9
+        return total / 1e9, runs
     except (OSError, ValueError, IndexError):
-        t = proc.cpu_times()
-        return float(t.user + t.system)
+        t, switches = proc.cpu_times(), proc.num_ctx_switches()
+        return float(t.user + t.system), switches.voluntary + switches.involuntary
+
+
+def wakeup_cost(seconds: float = 2.0) -> float:
+    """Seconds of CPU one wake-up of a sleeping Python thread costs on this machine
+    now: a thread of ours sleeps 0.1 s at a time. On a quiet VM whose vCPUs halt this
+    is 0.1-0.4 ms (tens of times a bare-metal figure), so an idle process's CPU share
+    says more about the machine than about the process; wake-ups do not."""
+    done = threading.Event()
+    spent: list[float] = []
+
+    def sleeper() -> None:
+        start, n = time.thread_time(), 0
+        while not done.wait(0.1):
+            n += 1
+        spent.append((time.thread_time() - start) / max(n, 1))
+
+    thread = threading.Thread(target=sleeper, daemon=True)
+    thread.start()
+    time.sleep(seconds)  # the measurement window itself, not a synchronisation
+    done.set()
+    thread.join()
+    return spent[0]
 
 
 def process_kind(proc: psutil.Process) -> str:
@@ -86,21 +115,24 @@ def process_kind(proc: psutil.Process) -> str:
     return "other"
 
 
-def idle_cpu(base: Path, seconds: float) -> tuple[float, dict[str, float]]:
+def idle_cpu(base: Path, seconds: float) -> tuple[float, dict[str, float], float]:
     """Percent of one core the lab's processes (every process whose command line names
-    ``base``) used over ``seconds``, from /proc, and by kind (process_kind)."""
+    ``base``) used over ``seconds``, from /proc, by kind (process_kind), and their
+    wake-ups per second."""
     before = {}
     for proc in lab_processes(base):
         with contextlib.suppress(psutil.Error, OSError):
-            before[proc.pid] = (proc, _cpu_seconds(proc))
+            before[proc.pid] = (proc, _cpu_and_runs(proc))
     time.sleep(seconds)  # the measurement window itself, not a synchronisation
-    total, by_kind = 0.0, dict[str, float]()
-    for proc, used in before.values():
+    total, by_kind, wakeups = 0.0, dict[str, float](), 0
+    for proc, (used, runs) in before.values():
         with contextlib.suppress(psutil.Error, OSError):
-            share = max(0.0, _cpu_seconds(proc) - used) / seconds * 100
+            now_used, now_runs = _cpu_and_runs(proc)
+            share = max(0.0, now_used - used) / seconds * 100
             total += share
+            wakeups += max(0, now_runs - runs)
             by_kind[process_kind(proc)] = by_kind.get(process_kind(proc), 0.0) + share
-    return total, by_kind
+    return total, by_kind, wakeups / seconds
 
 
 def _epoch(iso: str) -> float:
@@ -175,12 +207,18 @@ def main() -> int:
             ("port_create_p99_ms", _pct(creates, 0.99), "ms"),
         ]
         time.sleep(3)  # let the boot's last renewals and heartbeats pass
-        idle, by_kind = idle_cpu(base, args.idle_s)
+        idle, by_kind, wakeups = idle_cpu(base, args.idle_s)
+        cost = wakeup_cost()
         progress(
             f"idle over {args.idle_s:.0f}s: "
             + ", ".join(f"{k} {v:.2f}%" for k, v in sorted(by_kind.items()))
+            + f"; a wake-up costs {cost * 1e3:.3f} ms of CPU on this machine now"
         )
-        figures.append(("idle_cpu_percent", idle, "% of a core"))
+        figures += [
+            ("idle_cpu_percent", idle, "% of a core"),
+            ("idle_wakeups_per_s", wakeups, "wake-ups/s"),
+            ("wakeup_cost_ms", cost * 1e3, "ms"),
+        ]
         visible = lease_visibility(lab, vms[: args.lease_samples])
         progress(
             f"lease visible on the port after the ACK: {len(visible)} samples, "
