@@ -2,7 +2,7 @@
 the bus (ipam.dhcp.bus_server), and publishes the store's changes to the agents.
 
 With ``[api] workers`` above 1 the API is served by that many worker processes
-(ipam.api.workers), each building its own store, bus and readiness (worker_app);
+(ipam.workers), each building its own store, bus and readiness (worker_app);
 the engine process keeps what must run once: the bus server (acknowledgements,
 heartbeats, syncs), the DHCP manager (and its leader lock) and the resync request
 to the agents, and relays wake-ups to and from the workers (ipam.api.wakeups).
@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from oslo_config import cfg
 
 from ipam import config
-from ipam.api import workers as api_workers
+from ipam import workers as api_workers
 from ipam.api.app import auth_plugin, create_app
 from ipam.api.metrics import Metrics
 from ipam.api.wakeups import Hub, Link

@@ -25,13 +25,13 @@ import pytest
 from oslo_config import cfg
 
 from ipam.api.wakeups import Hub, Link
-from ipam.api.workers import worker_sockets
 from ipam.dhcp import readiness
 from ipam.dhcp.readiness import Readiness
 from ipam.lab.ackagent import AckingAgent
 from ipam.lab.harness import CLI, EngineProcess, database_conf, db_upgrade, end_pids
 from ipam.lab.load import create_network_and_subnet
 from ipam.polling import wait_for
+from ipam.workers import worker_sockets
 
 WORKERS = 2
 READY_TIMEOUT = 5.0
