@@ -41,23 +41,44 @@ def _socket() -> socket.socket:
     return socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
 
 
-class Hub:
+class _Endpoint:
+    """A datagram socket served by a thread of its own (either end of the channel)."""
+
+    def __init__(self, address: bytes) -> None:
+        self._sock = _socket()
+        self._sock.bind(address)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _serve(self) -> None:
+        raise NotImplementedError
+
+    def _start_thread(self, name: str) -> None:
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._sock.close()
+        if self._thread is not None:
+            self._thread.join(2)
+
+
+class Hub(_Endpoint):
     """The engine process's end: relays ACKS and SUBSCRIPTIONS to every worker that
     said HELLO, and calls ``on_manager`` for MANAGER."""
 
     def __init__(self, on_manager: Callable[[], None] | None = None) -> None:
         self.on_manager = on_manager
         self.address = b"\0ovirt-ipam-" + secrets.token_hex(8).encode()
-        self._sock = _socket()
-        self._sock.bind(self.address)
+        super().__init__(self.address)
         self._workers: set[bytes] = set()
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._serve, name="wakeup-hub", daemon=True)
-        self._thread.start()
+        self._start_thread("wakeup-hub")
 
     def _serve(self) -> None:
         while not self._stop.is_set():
@@ -92,16 +113,8 @@ class Hub:
             except OSError as exc:
                 LOG.warning("Could not wake API worker at %r: %s", address, exc)
 
-    def stop(self) -> None:
-        self._stop.set()
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)
-        self._sock.close()
-        if self._thread is not None:
-            self._thread.join(2)
 
-
-class Link:
+class Link(_Endpoint):
     """A worker's end: calls ``on_acks`` / ``on_subscriptions`` for what the Hub
     relays; ``wake_manager()`` asks the engine process to wake the DHCP manager.
     When the engine process is gone (its pid no longer our parent), the worker ends
@@ -116,16 +129,12 @@ class Link:
     ) -> None:
         self.hub, self.engine_pid = hub, engine_pid
         self.on_acks, self.on_subscriptions = on_acks, on_subscriptions
-        self._sock = _socket()
-        self._sock.bind(b"")  # autobind: an abstract address the kernel picks
+        super().__init__(b"")  # autobind: an abstract address the kernel picks
         self._sock.settimeout(_RECV_TIMEOUT)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         self._send(HELLO)
-        self._thread = threading.Thread(target=self._serve, name="wakeup-link", daemon=True)
-        self._thread.start()
+        self._start_thread("wakeup-link")
 
     def wake_manager(self) -> None:
         self._send(MANAGER)
@@ -152,11 +161,3 @@ class Link:
             callback = {ACKS: self.on_acks, SUBSCRIPTIONS: self.on_subscriptions}.get(data)
             if callback is not None:
                 callback()
-
-    def stop(self) -> None:
-        self._stop.set()
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)
-        self._sock.close()
-        if self._thread is not None:
-            self._thread.join(2)
