@@ -78,6 +78,18 @@ def warm_port_list(store: Store) -> None:
         LOG.warning("Building the port list failed (%s); the first list will build it", exc)
 
 
+def api_app(conf: cfg.ConfigOpts, store: Store, readiness: Readiness, metrics: Metrics) -> FastAPI:
+    """The API as the engine process and each worker serve it."""
+    return create_app(
+        store,
+        auth_plugin(conf),
+        conf.api.max_request_body_size,
+        conf.api.public_url,
+        readiness,
+        metrics,
+    )
+
+
 def worker_count(conf: cfg.ConfigOpts) -> int:
     """[api] workers, or a configuration error that says what is wanted."""
     try:
@@ -144,14 +156,7 @@ def run(conf: cfg.ConfigOpts) -> None:
         failovers=(lambda: manager.failovers) if manager is not None else None,
     )
     bus_server.on_leases = metrics.leases
-    app = create_app(
-        store,
-        auth_plugin(conf),
-        conf.api.max_request_body_size,
-        conf.api.public_url,
-        readiness,
-        metrics,
-    )
+    app = api_app(conf, store, readiness, metrics)
     tls = bool(conf.api.ssl_cert_file)
     LOG.info(
         "Engine serving the API on %s://%s:%d (auth_strategy=%s, store=%s, bus=%s)",
@@ -185,16 +190,7 @@ def run(conf: cfg.ConfigOpts) -> None:
     if manager is not None:
         manager.start()
     try:
-        uvicorn.run(
-            app,
-            host=conf.api.bind_host,
-            port=conf.api.bind_port,
-            log_config=None,
-            access_log=False,
-            server_header=False,
-            ssl_certfile=conf.api.ssl_cert_file if tls else None,
-            ssl_keyfile=conf.api.ssl_key_file if tls else None,
-        )
+        uvicorn.run(app, **api_workers.uvicorn_options(conf))
     finally:
         shutdown()
 
@@ -278,14 +274,7 @@ def worker_app(conf: cfg.ConfigOpts, hub: bytes, engine_pid: int) -> FastAPI:
     )
     link.on_acks = readiness.acks_recorded
     metrics = Metrics(store, conf.dhcp.host_down_time, outbox_depth=notifier.outbox.held)
-    app = create_app(
-        store,
-        auth_plugin(conf),
-        conf.api.max_request_body_size,
-        conf.api.public_url,
-        readiness,
-        metrics,
-    )
+    app = api_app(conf, store, readiness, metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: object) -> AsyncIterator[None]:

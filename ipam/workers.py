@@ -193,19 +193,25 @@ class Supervisor:
                 proc.join()
 
 
+def uvicorn_options(conf: cfg.ConfigOpts) -> dict[str, Any]:
+    """How uvicorn serves the API, in the engine process and in each worker alike:
+    our own logging (no uvicorn access log or Server header), HTTPS when configured."""
+    tls = bool(conf.api.ssl_cert_file)
+    return {
+        "host": conf.api.bind_host,
+        "port": conf.api.bind_port,
+        "log_config": None,
+        "access_log": False,
+        "server_header": False,
+        "ssl_certfile": conf.api.ssl_cert_file if tls else None,
+        "ssl_keyfile": conf.api.ssl_key_file if tls else None,
+    }
+
+
 def serve(conf: cfg.ConfigOpts, workers: int, hub: bytes) -> None:
     """Run ``workers`` API processes on [api] bind_host:bind_port until SIGTERM/SIGINT."""
-    tls = bool(conf.api.ssl_cert_file)
     uv = uvicorn.Config(
-        WorkerApp(options_of(conf), hub, os.getpid()),
-        factory=True,
-        host=conf.api.bind_host,
-        port=conf.api.bind_port,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        ssl_certfile=conf.api.ssl_cert_file if tls else None,
-        ssl_keyfile=conf.api.ssl_key_file if tls else None,
+        WorkerApp(options_of(conf), hub, os.getpid()), factory=True, **uvicorn_options(conf)
     )
     sockets = worker_sockets(conf.api.bind_host, conf.api.bind_port, workers, uv.backlog)
     try:
